@@ -1,0 +1,551 @@
+"""k-means: the Lloyd loop, the ``kmeans`` function and the ``KMeans`` estimator.
+
+The loop does not know how points find their centroid; it asks an assigner
+(:mod:`ivfpq.cluster.assign`). It owns everything else: the update step, empty
+clusters, convergence, timing history and progress.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._validation import (
+    check_array,
+    check_choice,
+    check_is_fitted,
+    check_n_features,
+    check_positive_float,
+    check_positive_int,
+    check_random_state,
+    check_sample_weight,
+)
+from ..kernels.distances import sq_norms
+from ..kernels.lloyd import cluster_sums
+from .assign import ExactAssigner
+from .init import kmeans_plusplus, random_init
+
+__all__ = ["kmeans", "KMeans", "lloyd", "LloydResult"]
+
+ALGORITHMS = ("lloyd",)
+METRICS = ("sqeuclidean", "cosine")
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+def resolve_n_threads(n_threads) -> int:
+    """``None`` means every core Numba may use; larger requests are capped there."""
+    import numba
+
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_threads is None:
+        return available
+    n_threads = check_positive_int(n_threads, "n_threads")
+    return min(n_threads, available)
+
+
+@contextmanager
+def thread_limits(n_threads: int):
+    """Run Numba kernels and BLAS on ``n_threads`` threads, then restore both."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    try:
+        with threadpool_limits(limits=n_threads, user_api="blas"):
+            yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class LloydResult:
+    centers: np.ndarray
+    labels: np.ndarray
+    inertia: float
+    n_iter: int
+    history: list = field(default_factory=list)
+    changed_fraction: list = field(default_factory=list)
+
+
+def _normalize_rows(A):
+    norms = np.sqrt(sq_norms(A).astype(np.float64))
+    out = A.copy()
+    nonzero = norms > 0
+    out[nonzero] /= norms[nonzero, None].astype(A.dtype)
+    return out
+
+
+def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
+    """Give each empty cluster one of the points farthest from their centroid.
+
+    The point leaves its old cluster's sum and count. Only points with positive
+    weight are moved, farthest first, ties by row order, so the result is deterministic.
+    """
+    empty = np.flatnonzero(counts == 0)
+    if empty.size == 0:
+        return 0
+    candidates = np.flatnonzero(weights > 0)
+    order = candidates[np.argsort(-sq_dists[candidates], kind="stable")]
+    moved = 0
+    for cluster, row in zip(empty, order):
+        old = labels[row]
+        w = weights[row]
+        point = X[row].astype(np.float64)
+        sums[old] -= w * point
+        counts[old] -= w
+        sums[cluster] = w * point
+        counts[cluster] = w
+        labels[row] = cluster
+        sq_dists[row] = 0.0
+        moved += 1
+    return moved
+
+
+def lloyd(
+    X,
+    weights,
+    centers,
+    assigner,
+    max_iter,
+    tol=0.0,
+    *,
+    spherical=False,
+    stop_when_allclose=False,
+    callback=None,
+):
+    """Lloyd iterations from ``centers``; inputs must already be validated.
+
+    Each iteration assigns every point with ``assigner`` and moves each centroid to
+    the weighted mean of its points. ``history`` gets one ``(seconds, inertia)``
+    pair per iteration: the time since the call began and the inertia of that
+    iteration's assignment. Stops when no label changes, when the squared centroid
+    shift is at most ``tol`` (or, with ``stop_when_allclose``, when the centroids
+    are ``allclose`` to the previous ones), or after ``max_iter`` iterations. The
+    returned labels and inertia belong to the returned centers.
+    """
+    start = time.perf_counter()
+    n, k = X.shape[0], centers.shape[0]
+    centers = np.ascontiguousarray(centers, dtype=X.dtype)
+    labels = np.full(n, -1, dtype=np.int64)
+    new_labels = np.empty(n, dtype=np.int64)
+    sq_dists = np.empty(n, dtype=np.float64)
+    state = assigner.new_state(n)
+    history, changed_fraction = [], []
+    labels_match_centers = False
+    n_iter = 0
+
+    for iteration in range(max_iter):
+        assigner.prepare(centers)
+        assigner.assign(X, state, new_labels, sq_dists)
+        inertia = float(np.dot(weights, sq_dists))
+        changed = int(np.count_nonzero(new_labels != labels))
+        labels, new_labels = new_labels, labels
+        if changed == 0:  # strict convergence: the update would not move anything
+            labels_match_centers = True
+            break
+        n_iter = iteration + 1
+
+        sums, counts = cluster_sums(X, labels, weights, k)
+        _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
+        updated = centers.astype(np.float64, copy=True)
+        filled = counts > 0
+        updated[filled] = sums[filled] / counts[filled, None]
+        if spherical:
+            norms = np.sqrt(np.einsum("ij,ij->i", updated, updated))
+            keep = norms > 0
+            updated[keep] /= norms[keep, None]
+        updated = updated.astype(X.dtype)
+        shift = float(np.sum((updated.astype(np.float64) - centers) ** 2))
+        converged = np.allclose(updated, centers) if stop_when_allclose else shift <= tol
+        centers = updated
+
+        history.append((time.perf_counter() - start, inertia))
+        changed_fraction.append(changed / n)
+        if callback is not None:
+            callback(iteration + 1, inertia, changed / n)
+        if converged:
+            break
+
+    if not labels_match_centers:
+        assigner.prepare(centers)
+        assigner.assign(X, state, labels, sq_dists)
+    inertia = float(np.dot(weights, sq_dists))
+    return LloydResult(centers, labels, inertia, n_iter, history, changed_fraction)
+
+
+# ----------------------------------------------------------------------------- kmeans()
+
+
+def kmeans(X, k, iters=25, seed=0):
+    """Cluster ``X`` into ``k`` groups with Lloyd's algorithm.
+
+    Starts from ``k`` distinct rows chosen by
+    ``numpy.random.default_rng(seed).choice(n, size=k, replace=False)`` and works in
+    float64. Stops when the centroids stop moving (``numpy.allclose``) or after
+    ``iters`` iterations. ``k`` larger than the number of rows is clipped to it.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    k : int
+        Number of clusters.
+    iters : int, default=25
+        Maximum number of Lloyd iterations.
+    seed : int or None, default=0
+        Seed of the initial choice of rows.
+
+    Returns
+    -------
+    centroids : ndarray of shape (k, n_features), float64
+    assignments : ndarray of shape (n_samples,), int64
+        Index of the nearest centroid of each row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ivfpq import kmeans
+    >>> X = [[0, 0], [0.2, 0.1], [0.1, 0.2], [5, 5], [5.1, 4.9], [4.9, 5.1]]
+    >>> centroids, assignments = kmeans(X, k=2, seed=0)
+    >>> np.round(centroids, 2).tolist(), assignments.tolist()
+    ([[5.0, 5.0], [0.1, 0.1]], [1, 1, 1, 0, 0, 0])
+    """
+    X = check_array(X, "X", dtype="float64")
+    k = min(check_positive_int(k, "k"), X.shape[0])
+    iters = check_positive_int(iters, "iters", minimum=0)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise TypeError(f"seed must be an int or None, got {seed!r} ({type(seed).__name__})")
+    rows = np.random.default_rng(seed).choice(X.shape[0], size=k, replace=False)
+    result = lloyd(
+        X, np.ones(X.shape[0]), X[rows].copy(), ExactAssigner(), iters, stop_when_allclose=True
+    )
+    return result.centers, result.labels
+
+
+# ----------------------------------------------------------------------------- KMeans
+
+
+class _ParamsMixin:
+    """get_params / set_params / repr as scikit-learn defines them, without importing it."""
+
+    @classmethod
+    def _param_names(cls):
+        signature = inspect.signature(cls.__init__)
+        return sorted(p.name for p in signature.parameters.values() if p.name != "self")
+
+    def get_params(self, deep=True):
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for {type(self).__name__}; valid parameters: {valid}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        changed = []
+        for name in self._param_names():
+            value = getattr(self, name)
+            default = defaults.get(name, inspect.Parameter.empty)
+            same = value is default or (
+                not isinstance(value, np.ndarray) and not isinstance(default, np.ndarray)
+                and value == default
+            )
+            if not same:
+                shown = f"array{value.shape}" if isinstance(value, np.ndarray) else repr(value)
+                changed.append(f"{name}={shown}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+class KMeans(_ParamsMixin):
+    """k-means clustering, compatible with scikit-learn.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : {"k-means++", "random"} or array of shape (n_clusters, n_features), default="k-means++"
+        "k-means++" is the greedy variant scikit-learn uses; "random" picks distinct rows.
+    n_init : int or "auto", default="auto"
+        Independent runs from different initialisations; the lowest inertia wins.
+        "auto" means 1 for "k-means++" or an array, 10 for "random".
+    max_iter : int, default=300
+        Maximum Lloyd iterations per run.
+    tol : float, default=1e-4
+        Stop when the summed squared centroid shift is at most ``tol`` times the
+        mean per-feature variance of ``X`` (as scikit-learn).
+    algorithm : {"lloyd"}, default="lloyd"
+        How points find their centroid: "lloyd" compares with every centroid
+        (BLAS blocks).
+    metric : {"sqeuclidean", "cosine"}, default="sqeuclidean"
+        "cosine" runs spherical k-means: rows are L2-normalised and centroids kept at
+        unit norm; ``inertia_`` is then the sum of cosine distances ``1 - cos``.
+    random_state : int, Generator, RandomState or None, default=None
+        Makes initialisation, and so the whole fit, reproducible.
+    verbose : bool, default=False
+        Show a progress bar with the inertia and the fraction of points that moved.
+    n_threads : int or None, default=None
+        Threads for the kernels and BLAS; None uses every core. Results do not
+        depend on it.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,), int64
+    inertia_ : float
+        Sum of weighted squared distances of the samples to their centroid: the
+        true cost of ``labels_`` against ``cluster_centers_``.
+    n_iter_ : int
+    n_features_in_ : int
+    history_ : list of (float, float)
+        One ``(seconds_since_fit_start, inertia)`` pair per iteration of the best run.
+    changed_fraction_ : list of float
+        Fraction of points whose cluster changed, per iteration of the best run.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ivfpq import KMeans
+    >>> X = np.array([[0, 0], [0.2, 0.1], [0.1, 0.2], [5, 5], [5.1, 4.9], [4.9, 5.1]])
+    >>> model = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(np.round(model.cluster_centers_, 2).tolist())
+    [[0.1, 0.1], [5.0, 5.0]]
+    >>> model.predict([[0.3, 0.0]]) == model.labels_[0]
+    array([ True])
+    """
+
+    _algorithms = ALGORITHMS
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means++",
+        n_init="auto",
+        max_iter=300,
+        tol=1e-4,
+        algorithm="lloyd",
+        metric="sqeuclidean",
+        random_state=None,
+        verbose=False,
+        n_threads=None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.algorithm = algorithm
+        self.metric = metric
+        self.random_state = random_state
+        self.verbose = verbose
+        self.n_threads = n_threads
+
+    # -- scikit-learn protocol -------------------------------------------------------
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import Tags, TargetTags, TransformerTags
+
+        tags = Tags(
+            estimator_type="clusterer",
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
+        )
+        tags.input_tags.sparse = False
+        return tags
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "cluster_centers_")
+
+    # -- parameters ------------------------------------------------------------------
+
+    def _check_params(self, X):
+        n_samples, n_features = X.shape
+        n_clusters = check_positive_int(self.n_clusters, "n_clusters")
+        if n_samples < n_clusters:
+            raise ValueError(
+                f"n_samples={n_samples} should be >= n_clusters={n_clusters}: "
+                "X has fewer samples than clusters"
+            )
+        check_choice(self.algorithm, "algorithm", self._algorithms)
+        check_choice(self.metric, "metric", METRICS)
+        max_iter = check_positive_int(self.max_iter, "max_iter")
+        tol = check_positive_float(self.tol, "tol", allow_zero=True)
+        if isinstance(self.init, str):
+            check_choice(self.init, "init", ("k-means++", "random"))
+            init = self.init
+        else:
+            init = check_array(self.init, "init", dtype=str(X.dtype))
+            if init.shape != (n_clusters, n_features):
+                raise ValueError(
+                    f"init array must have shape (n_clusters, n_features) = "
+                    f"({n_clusters}, {n_features}), got {init.shape}"
+                )
+        if isinstance(self.n_init, str):
+            check_choice(self.n_init, "n_init", ("auto",))
+            n_init = 10 if isinstance(init, str) and init == "random" else 1
+        else:
+            n_init = check_positive_int(self.n_init, "n_init")
+            if not isinstance(init, str):
+                n_init = 1  # the given centroids are one start; more runs would repeat it
+        if not isinstance(self.verbose, (bool, np.bool_, int)):
+            raise TypeError(f"verbose must be a bool, got {self.verbose!r}")
+        n_threads = resolve_n_threads(self.n_threads)
+        return n_clusters, init, n_init, max_iter, tol, n_threads
+
+    def _prepare_X(self, X, name="X", reset=True):
+        X = check_array(X, name)
+        if not reset:
+            check_n_features(X, self.n_features_in_, name)
+        if self.metric == "cosine":
+            norms = sq_norms(X)
+            if (norms == 0).any():
+                raise ValueError(
+                    f"{name} has {int((norms == 0).sum())} rows of zero norm; the cosine "
+                    "metric needs every row to have a direction"
+                )
+            X = _normalize_rows(X)
+        return X
+
+    def _make_assigner(self, X, n_clusters):
+        """The assigner for this fit's algorithm (subclasses and later algorithms extend)."""
+        return ExactAssigner()
+
+    def _initial_centers(self, X, init, n_clusters, weights, rng):
+        if isinstance(init, str) and init == "random":
+            centers = random_init(X, n_clusters, rng, weights)
+        elif isinstance(init, str):
+            centers = kmeans_plusplus(X, n_clusters, rng, weights)
+        else:
+            centers = init.astype(X.dtype, copy=True)
+        if self.metric == "cosine":
+            centers = _normalize_rows(centers)
+        return centers
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the clustering.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weight of each sample.
+
+        Returns
+        -------
+        self
+        """
+        X = self._prepare_X(X)
+        n_clusters, init, n_init, max_iter, tol, n_threads = self._check_params(X)
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        tol_abs = float(np.mean(np.var(X, axis=0, dtype=np.float64))) * tol
+        rng = check_random_state(self.random_state)
+
+        best = None
+        with thread_limits(n_threads):
+            for run in range(n_init):
+                centers = self._initial_centers(X, init, n_clusters, weights, rng)
+                assigner = self._make_assigner(X, n_clusters)
+                with _progress(self.verbose, max_iter, run, n_init) as callback:
+                    result = lloyd(
+                        X, weights, centers, assigner, max_iter, tol_abs,
+                        spherical=self.metric == "cosine", callback=callback,
+                    )
+                if best is None or result.inertia < best.inertia:
+                    best = result
+
+        scale = 0.5 if self.metric == "cosine" else 1.0  # |x - c|^2 = 2 (1 - cos) on the sphere
+        self.cluster_centers_ = best.centers
+        self.labels_ = best.labels
+        self.inertia_ = best.inertia * scale
+        self.n_iter_ = best.n_iter
+        self.history_ = [(seconds, inertia * scale) for seconds, inertia in best.history]
+        self.changed_fraction_ = list(best.changed_fraction)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit and return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    # -- using a fitted model ----------------------------------------------------------
+
+    def _assign(self, X):
+        check_is_fitted(self, "cluster_centers_")
+        X = self._prepare_X(X, reset=False)
+        centers = self.cluster_centers_.astype(X.dtype, copy=False)
+        labels = np.empty(X.shape[0], dtype=np.int64)
+        sq_dists = np.empty(X.shape[0], dtype=np.float64)
+        with thread_limits(resolve_n_threads(self.n_threads)):
+            assigner = ExactAssigner()
+            assigner.prepare(np.ascontiguousarray(centers))
+            assigner.assign(X, None, labels, sq_dists)
+        return X, labels, sq_dists
+
+    def predict(self, X):
+        """Index of the nearest centroid of each row of ``X``."""
+        return self._assign(X)[1]
+
+    def transform(self, X):
+        """Distances from each row to every centroid, shape (n_samples, n_clusters).
+
+        Euclidean distances, or cosine distances ``1 - cos`` with ``metric="cosine"``.
+        """
+        check_is_fitted(self, "cluster_centers_")
+        X = self._prepare_X(X, reset=False)
+        centers = self.cluster_centers_.astype(np.float64)
+        sq = (
+            sq_norms(X).astype(np.float64)[:, None]
+            - 2.0 * (X.astype(np.float64) @ centers.T)
+            + np.einsum("ij,ij->i", centers, centers)[None, :]
+        )
+        np.maximum(sq, 0.0, out=sq)
+        out = 0.5 * sq if self.metric == "cosine" else np.sqrt(sq)
+        return out.astype(X.dtype, copy=False)
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of ``X`` against the fitted centroids (higher is better)."""
+        X, labels, sq_dists = self._assign(X)
+        weights = check_sample_weight(sample_weight, X.shape[0])
+        scale = 0.5 if self.metric == "cosine" else 1.0
+        return -float(np.dot(weights, sq_dists)) * scale
+
+
+@contextmanager
+def _progress(verbose, max_iter, run, n_init):
+    """A tqdm bar fed by the loop's callback; nothing at all when not verbose."""
+    if not verbose:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    desc = "k-means" if n_init == 1 else f"k-means run {run + 1}/{n_init}"
+    with tqdm(total=max_iter, desc=desc, unit="it", leave=False) as bar:
+
+        def callback(iteration, inertia, changed):
+            bar.set_postfix(inertia=f"{inertia:.6g}", changed=f"{changed:.2%}", refresh=False)
+            bar.update(1)
+
+        yield callback
