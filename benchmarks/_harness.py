@@ -1,0 +1,103 @@
+"""Shared helpers for the benchmark scripts: data, timing, tables, machine line.
+
+Each benchmark runs ivfpq and its peers in one process, on the same data, and prints
+a table plus the ratios. Timings on a shared machine are noisy: compare within a run,
+repeat, and report medians.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED_DATA = Path(os.environ.get("IVFPQ_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def machine_line() -> str:
+    """One line naming the machine, for benchmark reports."""
+    import numpy
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"numpy {numpy.__version__}")
+
+
+def median_time(fn, repeat=3, warmup=0):
+    """Median wall time of ``fn()`` over ``repeat`` runs (after ``warmup`` runs), and its last result."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def print_table(rows, columns, title=None, file=sys.stdout):
+    """Print a list of dicts as a Markdown table (so it can be pasted into a README)."""
+    if title:
+        print(f"\n### {title}\n", file=file)
+    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |", file=file)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=file)
+    for r in rows:
+        print("| " + " | ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)) + " |", file=file)
+    file.flush()
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value == 0 or 1e-3 <= abs(value) < 1e6:
+            return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+        return f"{value:.3e}"
+    return str(value)
+
+
+def gaussian_mixture(n, d, n_components=1000, seed=0, dtype=np.float32):
+    """Synthetic data with cluster structure: a mixture of isotropic Gaussians."""
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((n_components, d)).astype(dtype) * 4.0
+    out = np.empty((n, d), dtype=dtype)
+    block = 100_000
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        comp = rng.integers(0, n_components, stop - start)
+        out[start:stop] = means[comp] + rng.standard_normal((stop - start, d), dtype=np.float32)
+    return out
+
+
+def load_shared(name):
+    """Real vectors from ../shared/data: 'sift10k', 'glove', 'fashion-mnist', 'mnist'."""
+    import gzip
+    import struct
+
+    if name == "sift10k":
+        base = SHARED_DATA / "sift10k"
+        return (np.load(base / "base.npy"), np.load(base / "query.npy"), np.load(base / "groundtruth.npy"))
+    if name == "glove":
+        return np.load(SHARED_DATA / "glove-6b-50d-200k" / "vectors.npy")
+    if name in ("fashion-mnist", "mnist"):
+        raw = gzip.open(SHARED_DATA / name / "train-images-idx3-ubyte.gz").read()
+        ndim = raw[3]
+        dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
+        images = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims[0], -1)
+        return images.astype(np.float32)
+    raise ValueError(f"unknown shared dataset {name!r}")
