@@ -21,6 +21,9 @@ __all__ = [
     "check_random_state",
     "check_n_features",
     "check_is_fitted",
+    "check_lazy_array",
+    "check_block",
+    "check_block_weights",
 ]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
@@ -210,3 +213,82 @@ def check_is_fitted(obj, attribute: str, what: str = "fit") -> None:
         raise NotFittedError(
             f"This {type(obj).__name__} instance is not fitted yet; call {what}() before using it"
         )
+
+
+# ----------------------------------------------------------------------------- blocks
+# Arrays too large to check at once (np.memmap, Dask arrays) are checked in two
+# steps: their shape and dtype up front, then each block as it is read.
+
+
+def check_lazy_array(X, name: str = "X") -> np.dtype:
+    """Check the shape and dtype of an array that is read block by block.
+
+    ``X`` is a ``numpy.memmap`` or a Dask array (anything with ``shape``, ``ndim``
+    and ``dtype``); nothing is read. Returns the float dtype its blocks will have:
+    float32 and float64 are kept, integers and booleans become float64. Values are
+    checked later, block by block, by :func:`check_block`.
+    """
+    dtype = np.dtype(X.dtype)
+    if dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {dtype}; only real numbers are accepted")
+    if dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} has non-numeric dtype {dtype}; expected float32, float64 or an integer type"
+        )
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got {X.ndim}-D with shape {X.shape}")
+    chunks = getattr(X, "chunks", None)
+    if chunks is not None and any(np.isnan(c) for c in chunks[0]):
+        raise ValueError(
+            f"{name} is a Dask array with unknown chunk sizes (shape {X.shape}); "
+            "call X.compute_chunk_sizes() first"
+        )
+    if X.shape[0] < 1:
+        raise ValueError(f"{name} has n_samples=0 (shape {X.shape}); at least 1 sample required")
+    if X.shape[1] < 1:
+        raise ValueError(f"{name} has 0 features (shape {X.shape}); at least 1 required")
+    return dtype if dtype in _FLOAT_DTYPES else np.dtype(np.float64)
+
+
+def check_block(block, dtype, row_offset: int, name: str = "X") -> np.ndarray:
+    """One block of rows of a large array as a C-contiguous array of ``dtype``.
+
+    NaN and infinity raise ``ValueError`` naming the first offending row by its
+    index in the whole array (``row_offset`` is the index of the block's first row).
+    """
+    out = np.ascontiguousarray(block, dtype=dtype)
+    if out.size and not np.isfinite(out).all():
+        bad_rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        raise ValueError(
+            f"{name} contains NaN or infinity in {bad_rows.size} rows of the block starting at "
+            f"row {row_offset}, first at row {row_offset + int(bad_rows[0])}; remove or impute "
+            "them before calling"
+        )
+    return out
+
+
+def check_block_weights(weights, n_rows: int, row_offset: int) -> np.ndarray:
+    """The sample weights of one block as float64; all ones when ``weights`` is None.
+
+    Weights must be finite and non-negative; that not all of them are zero can only
+    be checked over all blocks, by the caller.
+    """
+    if weights is None:
+        return np.ones(n_rows, dtype=np.float64)
+    out = np.array(weights, dtype=np.float64)
+    if out.shape != (n_rows,):
+        raise ValueError(
+            f"sample_weight must have one weight per row of X; the block starting at row "
+            f"{row_offset} has {n_rows} rows but {out.shape} weights"
+        )
+    if not np.isfinite(out).all():
+        raise ValueError(
+            f"sample_weight contains NaN or infinity (block starting at row {row_offset}); "
+            "weights must be finite"
+        )
+    if (out < 0).any():
+        raise ValueError(
+            f"sample_weight must be non-negative, got {out.min()!r} in the block starting "
+            f"at row {row_offset}"
+        )
+    return out

@@ -32,6 +32,7 @@ from .init import kmeans_plusplus, random_init
 __all__ = ["kmeans", "KMeans", "lloyd", "LloydResult"]
 
 ALGORITHMS = ("lloyd",)
+INITS = ("k-means++", "random", "k-means||")
 METRICS = ("sqeuclidean", "cosine")
 
 
@@ -111,6 +112,25 @@ def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
     return moved
 
 
+def _updated_centers(centers, sums, counts, spherical=False):
+    """Lloyd's update: each centroid with points moves to their weighted mean.
+
+    A centroid without points stays where it is. Returns the new centroids in
+    ``centers``' dtype and the summed squared shift (float64). Shared by
+    :func:`lloyd` and the blocked / distributed loop (:mod:`ivfpq.cluster.blocked`).
+    """
+    updated = centers.astype(np.float64, copy=True)
+    filled = counts > 0
+    updated[filled] = sums[filled] / counts[filled, None]
+    if spherical:
+        norms = np.sqrt(np.einsum("ij,ij->i", updated, updated))
+        keep = norms > 0
+        updated[keep] /= norms[keep, None]
+    updated = updated.astype(centers.dtype)
+    shift = float(np.sum((updated.astype(np.float64) - centers) ** 2))
+    return updated, shift
+
+
 def lloyd(
     X,
     weights,
@@ -157,15 +177,7 @@ def lloyd(
 
         sums, counts = cluster_sums(X, labels, weights, k)
         _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
-        updated = centers.astype(np.float64, copy=True)
-        filled = counts > 0
-        updated[filled] = sums[filled] / counts[filled, None]
-        if spherical:
-            norms = np.sqrt(np.einsum("ij,ij->i", updated, updated))
-            keep = norms > 0
-            updated[keep] /= norms[keep, None]
-        updated = updated.astype(X.dtype)
-        shift = float(np.sum((updated.astype(np.float64) - centers) ** 2))
+        updated, shift = _updated_centers(centers, sums, counts, spherical)
         converged = np.allclose(updated, centers) if stop_when_allclose else shift <= tol
         centers = updated
 
@@ -280,8 +292,12 @@ class KMeans(_ParamsMixin):
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {"k-means++", "random"} or array of shape (n_clusters, n_features), default="k-means++"
-        "k-means++" is the greedy variant scikit-learn uses; "random" picks distinct rows.
+    init : {"k-means++", "random", "k-means||"} or array of shape (n_clusters, n_features), \
+            default="k-means++"
+        "k-means++" is the greedy variant scikit-learn uses; "random" picks distinct rows;
+        "k-means||" is the scalable k-means++ of Bahmani et al. (a few passes over the
+        data, then weighted k-means++ on about ``10 * n_clusters`` candidates). On a
+        Dask array or an ``np.memmap`` "k-means++" runs as "k-means||".
     n_init : int or "auto", default="auto"
         Independent runs from different initialisations; the lowest inertia wins.
         "auto" means 1 for "k-means++" or an array, 10 for "random".
@@ -388,7 +404,7 @@ class KMeans(_ParamsMixin):
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_positive_float(self.tol, "tol", allow_zero=True)
         if isinstance(self.init, str):
-            check_choice(self.init, "init", ("k-means++", "random"))
+            check_choice(self.init, "init", INITS)
             init = self.init
         else:
             init = check_array(self.init, "init", dtype=str(X.dtype))
@@ -430,6 +446,11 @@ class KMeans(_ParamsMixin):
     def _initial_centers(self, X, init, n_clusters, weights, rng):
         if isinstance(init, str) and init == "random":
             centers = random_init(X, n_clusters, rng, weights)
+        elif isinstance(init, str) and init == "k-means||":
+            from .blocked import kmeans_parallel, local_executor
+
+            executor = local_executor(X, weights, None, cosine=False)
+            centers = kmeans_parallel(executor, executor.validate()[0], n_clusters, rng)
         elif isinstance(init, str):
             centers = kmeans_plusplus(X, n_clusters, rng, weights)
         else:
@@ -440,20 +461,42 @@ class KMeans(_ParamsMixin):
 
     # -- fitting ---------------------------------------------------------------------
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, block_rows=None):
         """Compute the clustering.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like, np.memmap or dask.array.Array of shape (n_samples, n_features)
+            A Dask array (rows in chunks) is clustered on the Dask cluster of the
+            current ``distributed.Client`` (or chunk by chunk in this process when
+            there is none); ``labels_`` is then a Dask array. An ``np.memmap`` (e.g.
+            ``np.load(path, mmap_mode="r")``) is read block by block and never held in
+            memory whole. See :mod:`ivfpq.distributed`.
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weight of each sample.
+            Non-negative weight of each sample (a Dask array for Dask input works too).
+        block_rows : int, optional
+            Rows per block when reading a NumPy array block by block. Given, or for an
+            ``np.memmap``, the blocked loop runs (default: about 64 MB of rows per block).
+            Not for Dask arrays, whose row chunks are the blocks.
 
         Returns
         -------
         self
         """
+        if _is_dask_array(X):
+            from ..distributed import fit_dask  # Dask is optional: imported only for Dask input
+
+            return self._store_fit(fit_dask(self, X, sample_weight, block_rows=block_rows), X.shape[1])
+        if isinstance(X, np.memmap) or block_rows is not None:
+            from .blocked import fit_blocks, local_executor
+
+            executor = local_executor(X, sample_weight, block_rows, cosine=self.metric == "cosine")
+            with thread_limits(resolve_n_threads(self.n_threads)):
+                best = fit_blocks(self, executor, X)
+            best.labels = executor.labels(best.states)
+            return self._store_fit(best, X.shape[1])
+
         X = self._prepare_X(X)
         n_clusters, init, n_init, max_iter, tol, n_threads = self._check_params(X)
         weights = check_sample_weight(sample_weight, X.shape[0])
@@ -473,6 +516,10 @@ class KMeans(_ParamsMixin):
                 if best is None or result.inertia < best.inertia:
                     best = result
 
+        return self._store_fit(best, X.shape[1])
+
+    def _store_fit(self, best, n_features):
+        """Set the fitted attributes from the best run (a LloydResult or BlockedResult)."""
         scale = 0.5 if self.metric == "cosine" else 1.0  # |x - c|^2 = 2 (1 - cos) on the sphere
         self.cluster_centers_ = best.centers
         self.labels_ = best.labels
@@ -480,7 +527,7 @@ class KMeans(_ParamsMixin):
         self.n_iter_ = best.n_iter
         self.history_ = [(seconds, inertia * scale) for seconds, inertia in best.history]
         self.changed_fraction_ = list(best.changed_fraction)
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = n_features
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -502,7 +549,19 @@ class KMeans(_ParamsMixin):
         return X, labels, sq_dists
 
     def predict(self, X):
-        """Index of the nearest centroid of each row of ``X``."""
+        """Index of the nearest centroid of each row of ``X``.
+
+        A Dask array gives a Dask array (computed lazily, chunk by chunk); an
+        ``np.memmap`` is read block by block.
+        """
+        if _is_dask_array(X):
+            from ..distributed import predict_dask
+
+            return predict_dask(self, X)
+        if isinstance(X, np.memmap):
+            from .blocked import predict_blocks
+
+            return predict_blocks(self, X)
         return self._assign(X)[1]
 
     def transform(self, X):
@@ -531,6 +590,11 @@ class KMeans(_ParamsMixin):
         weights = check_sample_weight(sample_weight, X.shape[0])
         scale = 0.5 if self.metric == "cosine" else 1.0
         return -float(np.dot(weights, sq_dists)) * scale
+
+
+def _is_dask_array(X):
+    """True for a ``dask.array.Array``, without importing Dask."""
+    return type(X).__name__ == "Array" and type(X).__module__.startswith("dask.array")
 
 
 @contextmanager
