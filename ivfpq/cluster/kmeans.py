@@ -412,7 +412,7 @@ class KMeans(_ParamsMixin):
     def _prepare_X(self, X, name="X", reset=True):
         X = check_array(X, name)
         if not reset:
-            check_n_features(X, self.n_features_in_, name)
+            check_n_features(X, self.n_features_in_, name, type(self).__name__)
         if self.metric == "cosine":
             norms = sq_norms(X)
             if (norms == 0).any():
