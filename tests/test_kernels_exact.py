@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivfpq.kernels.distances import nearest_centroids
-from ivfpq.kernels.lloyd import bucket_by_label, cluster_sums
+from ivfpq.kernels.lloyd import cluster_sums
 
 shapes = st.tuples(st.integers(1, 300), st.integers(1, 17), st.integers(1, 40))
 
@@ -39,10 +39,9 @@ def test_cluster_sums_match_numpy(n, d, k, seed):
     np.add.at(expected_sums, labels, w[:, None] * X.astype(np.float64))
     np.testing.assert_allclose(sums, expected_sums, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(counts, np.bincount(labels, w, minlength=k), rtol=1e-12, atol=1e-12)
-
-
-def test_bucket_by_label_is_a_stable_counting_sort():
-    labels = np.array([2, 0, 2, 1, 0, 2], dtype=np.int64)
-    offsets, order = bucket_by_label(labels, 4)
-    assert offsets.tolist() == [0, 2, 3, 6, 6]
-    assert order.tolist() == [1, 4, 3, 0, 2, 5]
+    # accumulating over two blocks of rows gives the same as one pass
+    half = n // 2
+    s2, c2 = cluster_sums(X[:half], labels[:half], w[:half], k)
+    cluster_sums(X[half:], labels[half:], w[half:], k, s2, c2)
+    np.testing.assert_array_equal(s2, sums)
+    np.testing.assert_array_equal(c2, counts)
