@@ -162,7 +162,8 @@ class DaskBlocks:
         return self.client.submit(fn, *args, key=self._key(name, b), pure=False, **where)
 
     def validate(self):
-        """Check every chunk on its worker; returns (block handles, total weight, variance)."""
+        """Check every chunk on its worker; returns (block handles, total weight, variance,
+        sum of w_i |x_i|^2)."""
         checked = [
             self._submit_block(b, _check_data_block,
                                (self._raw[b], self._weights[b], self.offsets[b], self.dtype,
@@ -177,14 +178,14 @@ class DaskBlocks:
                  for b, c in enumerate(checked)]
         total = tree_reduce(stats, lambda a, b: self.client.submit(
             _combine_moments, a, b, key=self._key("moments"), pure=False))
-        n, _, m2, total_weight = self.client.gather(total)
+        n, _, m2, total_weight, weighted_sq_norms = self.client.gather(total)
         del checked, stats, total
         self._raw = self._weights = None  # the checked blocks hold what is needed
         # Pin each chunk's tasks to the worker that holds it, so per-point state
         # stays there even when a chunk is smaller than the centroids.
         who_has = self.client.who_has(self.data)
         self._homes = [(list(who_has.get(f.key, ())) or [None])[0] for f in self.data]
-        return blocks, total_weight, float(np.mean(m2 / n))
+        return blocks, total_weight, float(np.mean(m2 / n)), weighted_sq_norms
 
     # -- the executor protocol -----------------------------------------------------------
 
@@ -328,7 +329,7 @@ def predict_dask(model, X):
 
     check_is_fitted(model, "cluster_centers_")
     dtype = check_lazy_array(X, "X")
-    check_n_features(X, model.n_features_in_, "X")
+    check_n_features(X, model.n_features_in_, "X", type(model).__name__)
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})
     centers = dask.delayed(np.asarray(model.cluster_centers_), name=f"ivfpq-centers-{uuid.uuid4().hex[:8]}")

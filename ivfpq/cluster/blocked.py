@@ -5,8 +5,8 @@ the same iterations over row blocks that never need to be in memory together:
 
 * every block is assigned with the same assigner (``prepare`` once per iteration,
   ``assign`` per block) and reduced to per-cluster weighted sums and counts with the
-  same kernel (:func:`ivfpq.kernels.lloyd.cluster_sums`), its inertia and the number
-  of its labels that changed;
+  same kernel (:func:`ivfpq.kernels.lloyd.cluster_sums`) and the number of its labels
+  that changed; the inertia comes from the reduced sums, as in ``lloyd``;
 * the per-block partials are added in a fixed binary tree over the block index, so
   the result does not depend on the order blocks finish in;
 * per-point state (labels, squared distances, the assigner's memory) stays with its
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._validation import check_block, check_block_weights, check_lazy_array, check_positive_int
-from ..kernels.distances import nearest_centroids, sq_norms
+from ..kernels.distances import exact_sq_distances, nearest_centroids, sq_norms
 from ..kernels.lloyd import cluster_sums
 from .init import kmeans_plusplus
 
@@ -152,21 +152,24 @@ def _check_data_block(x, w, offset, dtype, cosine, name="X"):
     x64 = x.astype(np.float64)
     mean = x64.mean(axis=0) if x.shape[0] else np.zeros(x.shape[1])
     m2 = ((x64 - mean) ** 2).sum(axis=0)
-    stats = (x.shape[0], mean, m2, float(weights.sum()))
     data = _normalize_block(x) if cosine else x
+    # sum_i w_i |x_i|^2 of the rows the loop sees: with the cluster sums it gives the
+    # exact inertia (kmeans.cost_from_sums).
+    weighted_sq_norms = float(weights @ np.einsum("ij,ij->i", data, data, dtype=np.float64))
+    stats = (x.shape[0], mean, m2, float(weights.sum()), weighted_sq_norms)
     return Block(offset, weights), data, stats
 
 
 def _combine_moments(a, b):
-    n_a, mean_a, m2_a, w_a = a
-    n_b, mean_b, m2_b, w_b = b
+    n_a, mean_a, m2_a, w_a, sq_a = a
+    n_b, mean_b, m2_b, w_b, sq_b = b
     n = n_a + n_b
     if n == 0:
         return a
     delta = mean_b - mean_a
     mean = mean_a + delta * (n_b / n)
     m2 = m2_a + m2_b + delta**2 * (n_a * n_b / n)
-    return (n, mean, m2, w_a + w_b)
+    return (n, mean, m2, w_a + w_b, sq_a + sq_b)
 
 
 def _new_lloyd_block(block, assigner):
@@ -175,8 +178,12 @@ def _new_lloyd_block(block, assigner):
                       assigner.new_state(n))
 
 
-def _lloyd_step(x, previous, assigner, n_clusters, with_sums, copy_state):
-    """Assign one block; returns its new state and its partial (sums, counts, inertia, changed)."""
+def _lloyd_step(x, previous, assigner, n_clusters, copy_state):
+    """Assign one block; returns its new state and its partial (sums, counts, changed).
+
+    The distances the assigner writes only rank points for empty-cluster repair; the
+    inertia comes from the reduced sums (as in ``lloyd``).
+    """
     n = x.shape[0]
     state = copy.deepcopy(previous.state) if copy_state else previous.state
     labels = np.empty(n, dtype=np.int64)
@@ -185,11 +192,8 @@ def _lloyd_step(x, previous, assigner, n_clusters, with_sums, copy_state):
         assigner.assign(x, state, labels, sq_dists)
     weights = previous.block.weights
     changed = int(np.count_nonzero(labels != previous.labels))
-    inertia = float(np.dot(weights, sq_dists))
-    sums = counts = None
-    if with_sums:
-        sums, counts = cluster_sums(x, labels, weights, n_clusters)
-    return LloydBlock(previous.block, labels, sq_dists, state), (sums, counts, inertia, changed)
+    sums, counts = cluster_sums(x, labels, weights, n_clusters)
+    return LloydBlock(previous.block, labels, sq_dists, state), (sums, counts, changed)
 
 
 def _prepare_model(assigner, centers, copy_assigner):
@@ -200,11 +204,12 @@ def _prepare_model(assigner, centers, copy_assigner):
     return assigner
 
 
-def _summarize(reduced, centers, moves, spherical, tol, stop_when_allclose):
+def _summarize(reduced, centers, weighted_sq_norms, moves, spherical, tol, stop_when_allclose):
     """The update step on the reduced partials: (new centers, small statistics)."""
-    from .kmeans import _updated_centers
+    from .kmeans import _updated_centers, cost_from_sums
 
-    sums, counts, inertia, changed = reduced
+    sums, counts, changed = reduced
+    inertia = cost_from_sums(weighted_sq_norms, sums, counts, centers)
     if moves is not None:
         sums, counts = sums.copy(), counts.copy()
         for cluster, old, weight, point in zip(*moves):
@@ -244,7 +249,8 @@ def _labels_of(state):
     return state.labels
 
 
-def _relocate_empty_clusters(ex, states, reduced, centers, empty, spherical, tol, allclose):
+def _relocate_empty_clusters(ex, states, reduced, centers, weighted_sq_norms, empty, spherical, tol,
+                             allclose):
     """Give each empty cluster one of the farthest points, as ``lloyd`` does.
 
     The candidates are the farthest points of every block; the farthest of all win,
@@ -265,7 +271,7 @@ def _relocate_empty_clusters(ex, states, reduced, centers, empty, spherical, tol
         mine = owner == b
         local = rows[chosen][mine] - starts[b]
         states[b] = ex.submit(_apply_moves, states[b], local, clusters[mine])
-    summary = ex.submit(_summarize, reduced, centers, moves, spherical, tol, allclose)
+    summary = ex.submit(_summarize, reduced, centers, weighted_sq_norms, moves, spherical, tol, allclose)
     return states, summary, ex.gather(ex.submit(operator.getitem, summary, 1))
 
 
@@ -287,6 +293,7 @@ class BlockedResult:
 def blocked_lloyd(
     ex,
     blocks,
+    weighted_sq_norms,
     centers,
     assigner,
     max_iter,
@@ -300,7 +307,7 @@ def blocked_lloyd(
 
     The same iterations, stopping rules, history and callback as
     :func:`ivfpq.cluster.kmeans.lloyd`; ``blocks`` are the handles the executor's
-    validation pass returned. Per iteration the only values that come back to the
+    validation pass returned, ``weighted_sq_norms`` the sum of w_i |x_i|^2 it found. Per iteration the only values that come back to the
     caller are a few numbers (inertia, changed labels, convergence); centroids go
     from one task to the next as handles.
     """
@@ -319,9 +326,10 @@ def blocked_lloyd(
     for iteration in range(max_iter):
         ex.keep(model)
         states, reduced = ex.map_reduce(
-            _lloyd_step, _add, states, shared=(model, k, True, ex.remote), name="lloyd-step"
+            _lloyd_step, _add, states, shared=(model, k, ex.remote), name="lloyd-step"
         )
-        summary = ex.submit(_summarize, reduced, centers_h, None, spherical, tol, stop_when_allclose)
+        summary = ex.submit(_summarize, reduced, centers_h, weighted_sq_norms, None, spherical, tol,
+                            stop_when_allclose)
         stats = ex.gather(ex.submit(operator.getitem, summary, 1))
         changed = stats["changed"]
         if changed == 0:  # strict convergence: the update would not move anything
@@ -330,7 +338,8 @@ def blocked_lloyd(
         n_iter = iteration + 1
         if stats["empty"].size:
             states, summary, stats = _relocate_empty_clusters(
-                ex, states, reduced, centers_h, stats["empty"], spherical, tol, stop_when_allclose
+                ex, states, reduced, centers_h, weighted_sq_norms, stats["empty"], spherical, tol,
+                stop_when_allclose,
             )
         del reduced
         centers_h = ex.submit(operator.getitem, summary, 0)
@@ -348,9 +357,11 @@ def blocked_lloyd(
     else:
         ex.keep(model)
         states, reduced = ex.map_reduce(
-            _lloyd_step, _add, states, shared=(model, k, False, ex.remote), name="lloyd-final"
+            _lloyd_step, _add, states, shared=(model, k, ex.remote), name="lloyd-final"
         )
-        inertia = ex.gather(ex.submit(operator.getitem, reduced, 2))
+        summary = ex.submit(_summarize, reduced, centers_h, weighted_sq_norms, None, spherical, tol,
+                            stop_when_allclose)
+        inertia = ex.gather(ex.submit(operator.getitem, summary, 1))["inertia"]
     final_centers = ex.gather(centers_h)
     ex.drop_kept()
     return BlockedResult(final_centers, states, inertia, n_iter, history, changed_fraction)
@@ -423,7 +434,10 @@ def _closest_to(x, block, previous, candidates):
     closest = np.empty(n, dtype=np.float64)
     if n:
         labels = np.empty(n, dtype=np.int64)
-        nearest_centroids(x, np.ascontiguousarray(candidates, dtype=x.dtype), labels, closest)
+        candidates = np.ascontiguousarray(candidates, dtype=x.dtype)
+        nearest_centroids(x, candidates, labels, closest)
+        # Exact, so that a candidate is at distance 0 from itself and is never drawn again.
+        exact_sq_distances(x, candidates, labels, closest)
     if previous is not None:
         closest = np.minimum(closest, previous)
     return closest, (float(np.dot(block.weights, closest)),)
@@ -539,7 +553,8 @@ class LocalBlocks:
         return x
 
     def validate(self):
-        """Check every block; returns (block handles, total weight, mean feature variance)."""
+        """Check every block; returns (block handles, total weight, mean feature variance,
+        sum of w_i |x_i|^2)."""
         blocks = []
         tree = _StreamingTree(_combine_moments)
         for b in range(self.n_blocks):
@@ -549,8 +564,8 @@ class LocalBlocks:
                                                 self._cosine, self._name)
             blocks.append(block)
             tree.push(stats)
-        n, _, m2, total_weight = tree.result()
-        return blocks, total_weight, float(np.mean(m2 / n))
+        n, _, m2, total_weight, weighted_sq_norms = tree.result()
+        return blocks, total_weight, float(np.mean(m2 / n)), weighted_sq_norms
 
     # -- the executor protocol -----------------------------------------------------------
 
@@ -617,7 +632,7 @@ def fit_blocks(model, ex, X, run_loop=blocked_lloyd):
 
     spec = _ArraySpec(X.shape, ex.dtype)
     n_clusters, init, n_init, max_iter, tol, _ = model._check_params(spec)
-    blocks, total_weight, variance = ex.validate()
+    blocks, total_weight, variance, weighted_sq_norms = ex.validate()
     if not total_weight > 0:
         raise ValueError("sample_weight is zero everywhere; at least one weight must be positive")
     tol_abs = variance * tol
@@ -636,7 +651,7 @@ def fit_blocks(model, ex, X, run_loop=blocked_lloyd):
                 centers = _normalize_rows(centers)
         assigner = model._make_assigner(X, n_clusters)
         with _progress(model.verbose, max_iter, run, n_init) as callback:
-            result = run_loop(ex, blocks, centers, assigner, max_iter, tol_abs,
+            result = run_loop(ex, blocks, weighted_sq_norms, centers, assigner, max_iter, tol_abs,
                               spherical=cosine, callback=callback)
         if best is None or result.inertia < best.inertia:
             best = result
@@ -681,7 +696,7 @@ def predict_blocks(model, X, block_rows=None):
 
     check_is_fitted(model, "cluster_centers_")
     ex = local_executor(X, None, block_rows, cosine=model.metric == "cosine")
-    check_n_features(X, model.n_features_in_, "X")
+    check_n_features(X, model.n_features_in_, "X", type(model).__name__)
     assigner = ExactAssigner()
     assigner.prepare(np.ascontiguousarray(model.cluster_centers_, dtype=ex.dtype))
     labels = np.empty(ex.n_rows, dtype=np.int64)
