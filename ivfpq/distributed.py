@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import operator
 import os
+import threading
 import uuid
 from contextlib import contextmanager
 
@@ -95,13 +96,20 @@ def _threads_here(threads):
 
     worker = get_worker()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    dask_threads = threads.get(get_address_host(worker.address), worker.state.nthreads)
-    return max(1, cores // max(1, dask_threads))
+    workers_here = threads.get(get_address_host(worker.address), 1)
+    return max(1, cores // max(1, workers_here))
+
+
+# One kernel task at a time per worker process: each already runs on the worker's
+# share of the cores, and the prepared assigner (the mop graph's search scratch) is
+# shared by the tasks of a process. Light tasks (picking items, adding partials) are
+# not held back.
+_KERNEL_LOCK = threading.Lock()
 
 
 def _run(fn, threads, *args):
-    """A task body: ``fn(*args)`` with this worker's kernel threads."""
-    with _kernel_threads(_threads_here(threads)):
+    """A task body: ``fn(*args)`` with this worker's kernel threads, one at a time."""
+    with _KERNEL_LOCK, _kernel_threads(_threads_here(threads)):
         return fn(*args)
 
 
@@ -137,10 +145,10 @@ class DaskBlocks:
         self._count = 0
         self._kept = []
         if n_threads is None:
-            host_threads = {}
+            workers_per_host = {}
             for info in client.scheduler_info()["workers"].values():
-                host_threads[info["host"]] = host_threads.get(info["host"], 0) + info["nthreads"]
-            self._threads = host_threads
+                workers_per_host[info["host"]] = workers_per_host.get(info["host"], 0) + 1
+            self._threads = workers_per_host
         else:
             self._threads = int(n_threads)
         self._raw = client.compute(X.to_delayed().ravel().tolist())

@@ -237,20 +237,25 @@ def _farthest_rows(x, state, m):
             x[order].astype(np.float64), state.labels[order])
 
 
-def _apply_moves(state, local_rows, clusters):
+def _apply_moves(state, local_rows, clusters, assigner):
+    """The block after empty-cluster repair moved ``local_rows`` to ``clusters``."""
     labels = state.labels.copy()
     sq_dists = state.sq_dists.copy()
     labels[local_rows] = clusters
     sq_dists[local_rows] = 0.0
-    return LloydBlock(state.block, labels, sq_dists, state.state)
+    memory = state.state
+    if hasattr(assigner, "relabel"):  # assigners that remember labels (mop), as in lloyd
+        memory = copy.deepcopy(memory)
+        assigner.relabel(memory, local_rows, clusters)
+    return LloydBlock(state.block, labels, sq_dists, memory)
 
 
 def _labels_of(state):
     return state.labels
 
 
-def _relocate_empty_clusters(ex, states, reduced, centers, weighted_sq_norms, empty, spherical, tol,
-                             allclose):
+def _relocate_empty_clusters(ex, states, reduced, centers, model, weighted_sq_norms, empty, spherical,
+                             tol, allclose):
     """Give each empty cluster one of the farthest points, as ``lloyd`` does.
 
     The candidates are the farthest points of every block; the farthest of all win,
@@ -270,7 +275,7 @@ def _relocate_empty_clusters(ex, states, reduced, centers, weighted_sq_norms, em
     for b in np.unique(owner):
         mine = owner == b
         local = rows[chosen][mine] - starts[b]
-        states[b] = ex.submit(_apply_moves, states[b], local, clusters[mine])
+        states[b] = ex.submit(_apply_moves, states[b], local, clusters[mine], model)
     summary = ex.submit(_summarize, reduced, centers, weighted_sq_norms, moves, spherical, tol, allclose)
     return states, summary, ex.gather(ex.submit(operator.getitem, summary, 1))
 
@@ -338,7 +343,7 @@ def blocked_lloyd(
         n_iter = iteration + 1
         if stats["empty"].size:
             states, summary, stats = _relocate_empty_clusters(
-                ex, states, reduced, centers_h, weighted_sq_norms, stats["empty"], spherical, tol,
+                ex, states, reduced, centers_h, model, weighted_sq_norms, stats["empty"], spherical, tol,
                 stop_when_allclose,
             )
         del reduced
