@@ -9,7 +9,7 @@ the in-memory one (labels and centroids).
 
 Full size (the issue's target; needs ~4 GB and a long time on 2 cores)::
 
-    python benchmarks/kmeans_dask.py --n 1000000 --d 128 --k 10000 --iters 5 --algorithm mop
+    python benchmarks/kmeans_dask.py --n 1000000 --d 128 --k 10000 --iters 5 --repeat 2 --algorithm mop
 
 Reduced (what fits in ~10 minutes on the 2-core reference machine)::
 
@@ -35,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _harness import gaussian_mixture, machine_line, print_table  # noqa: E402
 
 
-def seconds_per_iteration(model):
+def iteration_seconds(model):
+    """Seconds of each iteration but the first (which includes first touches of the data)."""
     stamps = [0.0] + [seconds for seconds, _ in model.history_]
-    steps = np.diff(stamps)
-    return statistics.median(steps[1:] if steps.size > 2 else steps)
+    steps = np.diff(stamps).tolist()
+    return steps[1:] if len(steps) > 2 else steps
 
 
 def make_model(k, init, iters, algorithm, n_threads=None):
@@ -57,25 +58,33 @@ def run_in_memory(X, init, args):
     return model, time.perf_counter() - start
 
 
-def run_on_dask(X, init, args, n_workers):
+def start_cluster(X, init, args, n_workers):
+    """A LocalCluster of ``n_workers`` processes with X persisted on it and kernels loaded."""
     import dask.array as da
     from distributed import Client, LocalCluster, wait
 
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, silence_logs=40)
+    client = Client(cluster, set_as_default=False)
     chunk_rows = args.chunk_rows or -(-X.shape[0] // args.chunks)
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
-        X_dask = da.from_array(X, chunks=(chunk_rows, X.shape[1]))
-        X_dask = client.persist(X_dask)
+    with client.as_current():
+        X_dask = client.persist(da.from_array(X, chunks=(chunk_rows, X.shape[1])))
         wait(X_dask)
         # Load the compiled kernels in every worker (the Numba cache on disk).
         warm = min(X.shape[0], 4 * args.k)
-        make_model(args.k, init, 1, args.algorithm).fit(da.from_array(X[:warm], chunks=(warm // 2 or 1, X.shape[1])))
+        make_model(args.k, init, 1, args.algorithm).fit(
+            da.from_array(X[:warm], chunks=(-(-warm // (2 * n_workers)), X.shape[1])))
+    return cluster, client, X_dask
+
+
+def run_on_dask(client, X_dask, init, args):
+    with client.as_current():
         model = make_model(args.k, init, args.iters, args.algorithm)
         start = time.perf_counter()
         model.fit(X_dask)
         total = time.perf_counter() - start
         labels = model.labels_.compute()
-    return model, total, labels, X_dask.numblocks[0]
+    return model, total, labels
 
 
 def main(argv=None):
@@ -89,7 +98,8 @@ def main(argv=None):
     parser.add_argument("--chunks", type=int, default=4, help="row chunks of X (ignored with --chunk-rows)")
     parser.add_argument("--chunk-rows", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="n=20000, d=32, k=100, 5 iterations")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved fits per setting (median)")
+    parser.add_argument("--quick", action="store_true", help="n=20000, d=32, k=100, 5 iterations, 1 repeat")
     parser.add_argument("--plot", default=None, help="write a PNG of seconds per iteration here")
     parser.add_argument("--passive-omp", action="store_true",
                         help="OMP_WAIT_POLICY=PASSIVE here and in the workers (see README)")
@@ -98,7 +108,7 @@ def main(argv=None):
         # Before Numba starts its OpenMP threads; worker processes inherit it.
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     if args.quick:
-        args.n, args.d, args.k, args.iters = [20_000], 32, 100, 5
+        args.n, args.d, args.k, args.iters, args.repeat = [20_000], 32, 100, 5, 1
 
     print(f"# kmeans_dask — {datetime.date.today()} — {machine_line()}")
     print(f"command: python benchmarks/kmeans_dask.py {' '.join(argv if argv is not None else sys.argv[1:])}")
@@ -106,19 +116,39 @@ def main(argv=None):
     for n in args.n:
         X = gaussian_mixture(n, args.d, n_components=min(args.k, 1000), seed=args.seed)
         init = X[np.random.default_rng(args.seed).choice(n, args.k, replace=False)].copy()
-        reference, total = run_in_memory(X, init, args)
-        base = seconds_per_iteration(reference)
+        clusters = {w: start_cluster(X, init, args, w) for w in args.workers}
+        steps = {"in memory": [], **{w: [] for w in args.workers}}
+        totals = {key: [] for key in steps}
+        same = {w: True for w in args.workers}
+        reference = None
+        try:
+            # Interleaved repeats: the machine is shared, so each setting sees the same noise.
+            for _ in range(args.repeat):
+                reference, total = run_in_memory(X, init, args)
+                steps["in memory"] += iteration_seconds(reference)
+                totals["in memory"].append(total)
+                for w in args.workers:
+                    _, client, X_dask = clusters[w]
+                    model, total, labels = run_on_dask(client, X_dask, init, args)
+                    steps[w] += iteration_seconds(model)
+                    totals[w].append(total)
+                    same[w] &= bool(np.array_equal(labels, reference.labels_) and np.allclose(
+                        model.cluster_centers_, reference.cluster_centers_, rtol=1e-4, atol=1e-4))
+        finally:
+            for cluster, client, _ in clusters.values():
+                client.close()
+                cluster.close()
+        base = statistics.median(steps["in memory"])
         rows.append({"n": n, "setting": "in memory", "chunks": "-", "s/iter": base, "ratio": 1.0,
-                     "overhead s/iter": 0.0, "fit s": total, "n_iter": reference.n_iter_, "same result": "-"})
-        for workers in args.workers:
-            model, total, labels, n_chunks = run_on_dask(X, init, args, workers)
-            per_iter = seconds_per_iteration(model)
-            same = (np.array_equal(labels, reference.labels_)
-                    and np.allclose(model.cluster_centers_, reference.cluster_centers_, rtol=1e-4, atol=1e-4))
-            rows.append({"n": n, "setting": f"dask {workers} worker{'s' if workers > 1 else ''}",
-                         "chunks": n_chunks, "s/iter": per_iter, "ratio": per_iter / base,
-                         "overhead s/iter": per_iter - base, "fit s": total, "n_iter": model.n_iter_,
-                         "same result": "yes" if same else "NO"})
+                     "overhead s/iter": 0.0, "fit s": statistics.median(totals["in memory"]),
+                     "n_iter": reference.n_iter_, "same result": "-"})
+        for w in args.workers:
+            per_iter = statistics.median(steps[w])
+            rows.append({"n": n, "setting": f"dask {w} worker{'s' if w > 1 else ''}",
+                         "chunks": clusters[w][2].numblocks[0], "s/iter": per_iter,
+                         "ratio": per_iter / base, "overhead s/iter": per_iter - base,
+                         "fit s": statistics.median(totals[w]), "n_iter": reference.n_iter_,
+                         "same result": "yes" if same[w] else "NO"})
     title = f"d={args.d}, k={args.k}, algorithm={args.algorithm}, {args.iters} iterations"
     print_table(rows, ["n", "setting", "chunks", "s/iter", "ratio", "overhead s/iter", "fit s",
                        "n_iter", "same result"], title=title)

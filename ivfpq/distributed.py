@@ -47,13 +47,13 @@ __all__ = ["DaskBlocks", "fit_dask", "predict_dask"]
 
 
 def _current_client():
-    """The active ``distributed.Client``, or None (no distributed, or no client)."""
+    """The active ``distributed.Client`` (``as_current`` first, then the default), or None."""
     try:
-        from distributed import default_client
+        from distributed import Client
     except ImportError:
         return None
     try:
-        return default_client()
+        return Client.current()
     except ValueError:
         return None
 
