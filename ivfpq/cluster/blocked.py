@@ -178,13 +178,14 @@ def _new_lloyd_block(block, assigner):
                       assigner.new_state(n))
 
 
-def _lloyd_step(x, previous, assigner, n_clusters, copy_state):
+def _lloyd_step(x, previous, model, n_clusters, copy_state):
     """Assign one block; returns its new state and its partial (sums, counts, changed).
 
     The distances the assigner writes only rank points for empty-cluster repair; the
     inertia comes from the reduced sums (as in ``lloyd``).
     """
     n = x.shape[0]
+    assigner = model[0]
     state = copy.deepcopy(previous.state) if copy_state else previous.state
     labels = np.empty(n, dtype=np.int64)
     sq_dists = np.empty(n, dtype=np.float64)
@@ -196,18 +197,27 @@ def _lloyd_step(x, previous, assigner, n_clusters, copy_state):
     return LloydBlock(previous.block, labels, sq_dists, state), (sums, counts, changed)
 
 
-def _prepare_model(assigner, centers, copy_assigner):
-    """The assigner ready for ``centers`` (for the graph assigner: the graph is built here)."""
+def _prepare_model(previous, centers, copy_assigner):
+    """(assigner ready for ``centers``, centers): for the graph assigner the graph is
+    built (or warm-started from ``previous``'s) here, once per iteration.
+
+    ``previous`` is the unprepared assigner or the previous model. The model carries
+    its centers so that the update step needs nothing older than the model, which the
+    loop keeps: a lost worker never forces a replay from the first iteration.
+    """
+    assigner = previous[0] if isinstance(previous, tuple) else previous
     if copy_assigner:
         assigner = copy.deepcopy(assigner)
-    assigner.prepare(np.ascontiguousarray(centers))
-    return assigner
+    centers = np.ascontiguousarray(centers)
+    assigner.prepare(centers)
+    return assigner, centers
 
 
-def _summarize(reduced, centers, weighted_sq_norms, moves, spherical, tol, stop_when_allclose):
+def _summarize(reduced, model, weighted_sq_norms, moves, spherical, tol, stop_when_allclose):
     """The update step on the reduced partials: (new centers, small statistics)."""
     from .kmeans import _updated_centers, cost_from_sums
 
+    centers = model[1]
     sums, counts, changed = reduced
     inertia = cost_from_sums(weighted_sq_norms, sums, counts, centers)
     if moves is not None:
@@ -237,16 +247,16 @@ def _farthest_rows(x, state, m):
             x[order].astype(np.float64), state.labels[order])
 
 
-def _apply_moves(state, local_rows, clusters, assigner):
+def _apply_moves(state, local_rows, clusters, model):
     """The block after empty-cluster repair moved ``local_rows`` to ``clusters``."""
     labels = state.labels.copy()
     sq_dists = state.sq_dists.copy()
     labels[local_rows] = clusters
     sq_dists[local_rows] = 0.0
     memory = state.state
-    if hasattr(assigner, "relabel"):  # assigners that remember labels (mop), as in lloyd
+    if hasattr(model[0], "relabel"):  # assigners that remember labels (mop), as in lloyd
         memory = copy.deepcopy(memory)
-        assigner.relabel(memory, local_rows, clusters)
+        model[0].relabel(memory, local_rows, clusters)
     return LloydBlock(state.block, labels, sq_dists, memory)
 
 
@@ -254,8 +264,8 @@ def _labels_of(state):
     return state.labels
 
 
-def _relocate_empty_clusters(ex, states, reduced, centers, model, weighted_sq_norms, empty, spherical,
-                             tol, allclose):
+def _relocate_empty_clusters(ex, states, reduced, model, weighted_sq_norms, empty, spherical, tol,
+                             allclose):
     """Give each empty cluster one of the farthest points, as ``lloyd`` does.
 
     The candidates are the farthest points of every block; the farthest of all win,
@@ -276,7 +286,7 @@ def _relocate_empty_clusters(ex, states, reduced, centers, model, weighted_sq_no
         mine = owner == b
         local = rows[chosen][mine] - starts[b]
         states[b] = ex.submit(_apply_moves, states[b], local, clusters[mine], model)
-    summary = ex.submit(_summarize, reduced, centers, weighted_sq_norms, moves, spherical, tol, allclose)
+    summary = ex.submit(_summarize, reduced, model, weighted_sq_norms, moves, spherical, tol, allclose)
     return states, summary, ex.gather(ex.submit(operator.getitem, summary, 1))
 
 
@@ -321,8 +331,7 @@ def blocked_lloyd(
     centers = np.ascontiguousarray(centers, dtype=ex.dtype)
     template = ex.put(assigner)
     states = ex.map(_new_lloyd_block, blocks, shared=(template,), data=False)
-    centers_h = ex.put(centers)
-    model = ex.submit(_prepare_model, template, centers_h, ex.remote, heavy=True)
+    model = ex.submit(_prepare_model, template, ex.put(centers), ex.remote, heavy=True)
     history, changed_fraction = [], []
     labels_match_centers = False
     n_iter = 0
@@ -333,7 +342,7 @@ def blocked_lloyd(
         states, reduced = ex.map_reduce(
             _lloyd_step, _add, states, shared=(model, k, ex.remote), name="lloyd-step"
         )
-        summary = ex.submit(_summarize, reduced, centers_h, weighted_sq_norms, None, spherical, tol,
+        summary = ex.submit(_summarize, reduced, model, weighted_sq_norms, None, spherical, tol,
                             stop_when_allclose)
         stats = ex.gather(ex.submit(operator.getitem, summary, 1))
         changed = stats["changed"]
@@ -343,12 +352,12 @@ def blocked_lloyd(
         n_iter = iteration + 1
         if stats["empty"].size:
             states, summary, stats = _relocate_empty_clusters(
-                ex, states, reduced, centers_h, model, weighted_sq_norms, stats["empty"], spherical, tol,
+                ex, states, reduced, model, weighted_sq_norms, stats["empty"], spherical, tol,
                 stop_when_allclose,
             )
         del reduced
-        centers_h = ex.submit(operator.getitem, summary, 0)
-        model = ex.submit(_prepare_model, model, centers_h, ex.remote, heavy=True)
+        model = ex.submit(_prepare_model, model, ex.submit(operator.getitem, summary, 0), ex.remote,
+                          heavy=True)
 
         history.append((time.perf_counter() - start, stats["inertia"]))
         changed_fraction.append(changed / n)
@@ -364,10 +373,10 @@ def blocked_lloyd(
         states, reduced = ex.map_reduce(
             _lloyd_step, _add, states, shared=(model, k, ex.remote), name="lloyd-final"
         )
-        summary = ex.submit(_summarize, reduced, centers_h, weighted_sq_norms, None, spherical, tol,
+        summary = ex.submit(_summarize, reduced, model, weighted_sq_norms, None, spherical, tol,
                             stop_when_allclose)
         inertia = ex.gather(ex.submit(operator.getitem, summary, 1))["inertia"]
-    final_centers = ex.gather(centers_h)
+    final_centers = ex.gather(ex.submit(operator.getitem, model, 1))
     ex.drop_kept()
     return BlockedResult(final_centers, states, inertia, n_iter, history, changed_fraction)
 
