@@ -78,13 +78,23 @@ def start_cluster(X, init, args, n_workers):
 
 
 def run_on_dask(client, X_dask, init, args):
+    """Fit on the cluster; also returns the seconds the workers spent inside tasks."""
+    from distributed import get_task_stream
+
     with client.as_current():
         model = make_model(args.k, init, args.iters, args.algorithm)
-        start = time.perf_counter()
-        model.fit(X_dask)
-        total = time.perf_counter() - start
+        with get_task_stream(client) as stream:
+            start = time.perf_counter()
+            model.fit(X_dask)
+            total = time.perf_counter() - start
         labels = model.labels_.compute()
-    return model, total, labels
+    busy = {}
+    for task in stream.data:
+        if "lloyd" in str(task["key"]):  # the loop's per-chunk kernels, init excluded
+            busy.setdefault(task["worker"], 0.0)
+            busy[task["worker"]] += sum(s["stop"] - s["start"] for s in task["startstops"]
+                                        if s["action"] == "compute")
+    return model, total, labels, max(busy.values()) / (model.n_iter_ + 1)
 
 
 def main(argv=None):
@@ -118,6 +128,7 @@ def main(argv=None):
         init = X[np.random.default_rng(args.seed).choice(n, args.k, replace=False)].copy()
         clusters = {w: start_cluster(X, init, args, w) for w in args.workers}
         steps = {"in memory": [], **{w: [] for w in args.workers}}
+        kernel = {w: [] for w in args.workers}
         totals = {key: [] for key in steps}
         same = {w: True for w in args.workers}
         reference = None
@@ -129,8 +140,9 @@ def main(argv=None):
                 totals["in memory"].append(total)
                 for w in args.workers:
                     _, client, X_dask = clusters[w]
-                    model, total, labels = run_on_dask(client, X_dask, init, args)
+                    model, total, labels, busy = run_on_dask(client, X_dask, init, args)
                     steps[w] += iteration_seconds(model)
+                    kernel[w].append(busy)
                     totals[w].append(total)
                     same[w] &= bool(np.array_equal(labels, reference.labels_) and np.allclose(
                         model.cluster_centers_, reference.cluster_centers_, rtol=1e-4, atol=1e-4))
@@ -140,18 +152,23 @@ def main(argv=None):
                 cluster.close()
         base = statistics.median(steps["in memory"])
         rows.append({"n": n, "setting": "in memory", "chunks": "-", "s/iter": base, "ratio": 1.0,
-                     "overhead s/iter": 0.0, "fit s": statistics.median(totals["in memory"]),
+                     "overhead s/iter": 0.0, "in tasks s/iter": "-", "between tasks s/iter": "-", "fit s": statistics.median(totals["in memory"]),
                      "n_iter": reference.n_iter_, "same result": "-"})
         for w in args.workers:
             per_iter = statistics.median(steps[w])
             rows.append({"n": n, "setting": f"dask {w} worker{'s' if w > 1 else ''}",
                          "chunks": clusters[w][2].numblocks[0], "s/iter": per_iter,
                          "ratio": per_iter / base, "overhead s/iter": per_iter - base,
+                         "in tasks s/iter": statistics.median(kernel[w]),
+                         "between tasks s/iter": per_iter - statistics.median(kernel[w]),
                          "fit s": statistics.median(totals[w]), "n_iter": reference.n_iter_,
                          "same result": "yes" if same[w] else "NO"})
     title = f"d={args.d}, k={args.k}, algorithm={args.algorithm}, {args.iters} iterations"
-    print_table(rows, ["n", "setting", "chunks", "s/iter", "ratio", "overhead s/iter", "fit s",
-                       "n_iter", "same result"], title=title)
+    print_table(rows, ["n", "setting", "chunks", "s/iter", "ratio", "overhead s/iter", "in tasks s/iter",
+                       "between tasks s/iter", "fit s", "n_iter", "same result"], title=title)
+    print("\nin tasks: seconds per iteration the busiest worker spent inside the per-chunk "
+          "assign + sums tasks; between tasks: the rest (scheduling, the round trip to the client, "
+          "the tree of partial sums, the update and the assigner's preparation)")
     partial_mb = args.k * args.d * 8 / 2**20
     centers_mb = args.k * args.d * 4 / 2**20
     print(f"\nper chunk and iteration: one partial of k*d float64 = {partial_mb:.1f} MiB; "

@@ -208,3 +208,19 @@ def test_random_init_picks_distinct_rows_with_positive_weight():
     model = KMeans(6, init="random", random_state=0, max_iter=1).fit(X, sample_weight=w, block_rows=7)
     # One iteration moves each centroid onto its single weighted row.
     assert sorted(model.cluster_centers_[:, 0].tolist()) == sorted(X[[3, 10, 20, 50, 77, 90], 0].tolist())
+
+
+def test_importing_ivfpq_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = "import sys, ivfpq; ivfpq.KMeans(2).fit([[0.0], [1.0]]); print('dask' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_block_rows_accepts_any_array_like():
+    X = _blobs(300).tolist()
+    reference = KMeans(3, init=np.asarray(X[:3], dtype=np.float64), max_iter=5).fit(X)
+    fitted = KMeans(3, init=np.asarray(X[:3], dtype=np.float64), max_iter=5).fit(X, block_rows=50)
+    _assert_same_fit(reference, fitted)
