@@ -504,6 +504,9 @@ class KMeans(_ParamsMixin):
         if isinstance(X, np.memmap) or block_rows is not None:
             from .blocked import fit_blocks, local_executor
 
+            if not isinstance(X, np.memmap):
+                X = check_array(X, "X")  # in memory anyway: lists and the like become arrays
+
             executor = local_executor(X, sample_weight, block_rows, cosine=self.metric == "cosine")
             with thread_limits(resolve_n_threads(self.n_threads)):
                 best = fit_blocks(self, executor, X)
