@@ -52,7 +52,7 @@ def make_model(k, init, iters, algorithm, n_threads=None):
 
 
 def run_in_memory(X, init, args):
-    model = make_model(args.k, init, args.iters, args.algorithm)
+    model = make_model(args.k, init, args.iters, args.algorithm, args.threads)
     start = time.perf_counter()
     model.fit(X)
     return model, time.perf_counter() - start
@@ -82,7 +82,7 @@ def run_on_dask(client, X_dask, init, args):
     from distributed import get_task_stream
 
     with client.as_current():
-        model = make_model(args.k, init, args.iters, args.algorithm)
+        model = make_model(args.k, init, args.iters, args.algorithm, args.threads)
         with get_task_stream(client) as stream:
             start = time.perf_counter()
             model.fit(X_dask)
@@ -109,6 +109,8 @@ def main(argv=None):
     parser.add_argument("--chunk-rows", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved fits per setting (median)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="n_threads of every fit (default: all cores in memory, the worker's share on Dask)")
     parser.add_argument("--quick", action="store_true", help="n=20000, d=32, k=100, 5 iterations, 1 repeat")
     parser.add_argument("--plot", default=None, help="write a PNG of seconds per iteration here")
     parser.add_argument("--passive-omp", action="store_true",
