@@ -99,6 +99,17 @@ def test_exact_fit_equals_in_memory_fit(client):
                                   reference.labels_)
 
 
+def test_mop_fit_equals_in_memory_fit(client):
+    if "mop" not in getattr(KMeans, "_algorithms", ()):
+        pytest.skip("algorithm='mop' (GraphAssigner) is not in this build yet")
+    X = _blobs(n=2000, d=8, centers=40, seed=4)
+    init = X[:60].copy()
+    params = dict(algorithm="mop", max_iter=15, tol=0, random_state=0)
+    reference = KMeans(60, init=init, n_threads=1, **params).fit(X)
+    fitted = KMeans(60, init=init, **params).fit(da.from_array(X, chunks=(CHUNKS, X.shape[1])))
+    _assert_same_fit(reference, fitted)
+
+
 def test_weights_cosine_and_empty_clusters_equal_in_memory(client):
     X = _blobs(seed=1)
     w = np.random.default_rng(1).random(X.shape[0])

@@ -652,6 +652,7 @@ def fit_blocks(model, ex, X, run_loop=blocked_lloyd):
     tol_abs = variance * tol
     rng = check_random_state(model.random_state)
     cosine = model.metric == "cosine"
+    _set_algorithm(model, X.shape[0], n_clusters, X.shape[1])
 
     best = None
     for run in range(n_init):
@@ -663,13 +664,33 @@ def fit_blocks(model, ex, X, run_loop=blocked_lloyd):
             centers = init.astype(ex.dtype, copy=True)
             if cosine:
                 centers = _normalize_rows(centers)
-        assigner = model._make_assigner(X, n_clusters)
+        assigner = _make_assigner(model, X, n_clusters, rng)
         with _progress(model.verbose, max_iter, run, n_init) as callback:
             result = run_loop(ex, blocks, weighted_sq_norms, centers, assigner, max_iter, tol_abs,
                               spherical=cosine, callback=callback)
         if best is None or result.inertia < best.inertia:
             best = result
     return best
+
+
+def _set_algorithm(model, n_samples, n_clusters, n_features):
+    """``algorithm_`` as ``KMeans.fit`` sets it, where the estimator has "auto" (mop)."""
+    from . import kmeans as kmeans_module
+
+    choose = getattr(kmeans_module, "choose_algorithm", None)
+    if choose is not None:
+        model.algorithm_ = (choose(n_samples, n_clusters, n_features) if model.algorithm == "auto"
+                            else model.algorithm)
+
+
+def _make_assigner(model, X, n_clusters, rng):
+    """``model._make_assigner``, given the run's generator where it takes one (the graph
+    assigner draws its seed from it, in the same order as the in-memory fit)."""
+    import inspect
+
+    if "rng" in inspect.signature(model._make_assigner).parameters:
+        return model._make_assigner(X, n_clusters, rng)
+    return model._make_assigner(X, n_clusters)
 
 
 @dataclass
