@@ -224,3 +224,17 @@ def test_block_rows_accepts_any_array_like():
     reference = KMeans(3, init=np.asarray(X[:3], dtype=np.float64), max_iter=5).fit(X)
     fitted = KMeans(3, init=np.asarray(X[:3], dtype=np.float64), max_iter=5).fit(X, block_rows=50)
     _assert_same_fit(reference, fitted)
+
+
+def test_mop_blocked_fit_equals_in_memory_fit(tmp_path):
+    if "mop" not in getattr(_KMeans, "_algorithms", ()):
+        pytest.skip("algorithm='mop' (GraphAssigner) is not in this build yet")
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((4000, 12)) + rng.integers(0, 40, (4000, 1))).astype(np.float32)
+    init = X[:150].copy()
+    params = dict(algorithm="mop", max_iter=12, tol=0, random_state=0)
+    reference = KMeans(150, init=init, **params).fit(X)
+    np.save(tmp_path / "x.npy", X)
+    fitted = KMeans(150, init=init, **params).fit(np.load(tmp_path / "x.npy", mmap_mode="r"), block_rows=900)
+    _assert_same_fit(reference, fitted)
+    assert fitted.algorithm_ == "mop"

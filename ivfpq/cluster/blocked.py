@@ -675,12 +675,12 @@ def fit_blocks(model, ex, X, run_loop=blocked_lloyd):
 
 def _set_algorithm(model, n_samples, n_clusters, n_features):
     """``algorithm_`` as ``KMeans.fit`` sets it, where the estimator has "auto" (mop)."""
-    from . import kmeans as kmeans_module
-
-    choose = getattr(kmeans_module, "choose_algorithm", None)
-    if choose is not None:
-        model.algorithm_ = (choose(n_samples, n_clusters, n_features) if model.algorithm == "auto"
-                            else model.algorithm)
+    try:
+        from .kmeans import choose_algorithm
+    except ImportError:  # a KMeans without "auto" sets no algorithm_
+        return
+    model.algorithm_ = (choose_algorithm(n_samples, n_clusters, n_features) if model.algorithm == "auto"
+                        else model.algorithm)
 
 
 def _make_assigner(model, X, n_clusters, rng):
