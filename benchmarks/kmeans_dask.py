@@ -45,7 +45,7 @@ def iteration_seconds(model):
 def make_model(k, init, iters, algorithm, n_threads=None):
     from ivfpq import KMeans
 
-    params = dict(init=init, max_iter=iters, tol=0, n_threads=n_threads)
+    params = dict(init=init, max_iter=iters, tol=0, n_threads=n_threads, random_state=0)
     if algorithm != "lloyd":
         params["algorithm"] = algorithm
     return KMeans(k, **params)
@@ -67,6 +67,9 @@ def start_cluster(X, init, args, n_workers):
                            dashboard_address=None, silence_logs=40)
     client = Client(cluster, set_as_default=False)
     chunk_rows = args.chunk_rows or -(-X.shape[0] // args.chunks)
+    if args.algorithm == "mop" and not args.chunk_rows:
+        # Whole bulks of mop's bulk_size (2048) rows: then the result is the in-memory one.
+        chunk_rows = -(-chunk_rows // 2048) * 2048
     with client.as_current():
         X_dask = client.persist(da.from_array(X, chunks=(chunk_rows, X.shape[1])))
         wait(X_dask)

@@ -75,9 +75,9 @@ def _reference(X, init, **params):
     return KMeans(init.shape[0], init=init, n_threads=1, **params).fit(X)
 
 
-def _assert_same_fit(reference, fitted):
+def _assert_same_fit(reference, fitted, chunks=CHUNKS):
     assert isinstance(fitted.labels_, da.Array)
-    assert fitted.labels_.chunks == (CHUNKS,)
+    assert fitted.labels_.chunks == (chunks,)
     assert fitted.n_iter_ == reference.n_iter_
     np.testing.assert_array_equal(fitted.labels_.compute(), reference.labels_)
     np.testing.assert_allclose(fitted.cluster_centers_, reference.cluster_centers_, rtol=1e-5, atol=1e-5)
@@ -102,12 +102,15 @@ def test_exact_fit_equals_in_memory_fit(client):
 def test_mop_fit_equals_in_memory_fit(client):
     if "mop" not in getattr(KMeans, "_algorithms", ()):
         pytest.skip("algorithm='mop' (GraphAssigner) is not in this build yet")
-    X = _blobs(n=2000, d=8, centers=40, seed=4)
+    X = _blobs(n=2048, d=8, centers=40, seed=4)
     init = X[:60].copy()
-    params = dict(algorithm="mop", max_iter=15, tol=0, random_state=0)
+    # mop searches bulks of bulk_size consecutive rows, in an order sorted within the
+    # bulk: chunks that are whole bulks give exactly the in-memory result.
+    chunks = (1024, 0, 256, 768)
+    params = dict(algorithm="mop", max_iter=15, tol=0, random_state=0, bulk_size=256)
     reference = KMeans(60, init=init, n_threads=1, **params).fit(X)
-    fitted = KMeans(60, init=init, **params).fit(da.from_array(X, chunks=(CHUNKS, X.shape[1])))
-    _assert_same_fit(reference, fitted)
+    fitted = KMeans(60, init=init, **params).fit(da.from_array(X, chunks=(chunks, X.shape[1])))
+    _assert_same_fit(reference, fitted, chunks)
 
 
 def test_weights_cosine_and_empty_clusters_equal_in_memory(client):
