@@ -243,7 +243,10 @@ def _open_h5(path: Path):
     try:
         return h5py.File(path, "r")
     except OSError as exc:
-        raise VectorFileError(path, f"not a readable HDF5 file: {exc}") from None
+        size = path.stat().st_size
+        raise VectorFileError(
+            path, f"not a readable HDF5 file ({size} bytes; truncated, or not HDF5): {exc}"
+        ) from None
 
 
 def _hdf5_dataset(path: Path, name: str, mmap: bool, need_2d: bool = True):
