@@ -2,7 +2,16 @@
 
 from ._validation import NotFittedError
 from .cluster import KMeans, kmeans
+from .io import iter_vector_blocks, read_vectors, write_vectors
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "NotFittedError", "kmeans", "__version__"]
+__all__ = [
+    "KMeans",
+    "NotFittedError",
+    "kmeans",
+    "__version__",
+    "iter_vector_blocks",
+    "read_vectors",
+    "write_vectors",
+]
