@@ -168,11 +168,12 @@ def _load_float32(path, role, args, what="vectors", dataset=None):
     with _bar(_progress_enabled(args), total=n, desc=f"reading {what}", unit="rows",
               unit_scale=True) as bar:
         for start, block in iter_vector_blocks(path, block_rows, dataset=dataset):
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                bad = start + int(np.flatnonzero(~finite)[0])
+                raise CommandError(f"{path}: row {bad} holds NaN or infinity; every value must be finite")
             out[start:start + block.shape[0]] = block
             bar.update(block.shape[0])
-    if not np.isfinite(out).all():
-        bad = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
-        raise CommandError(f"{path}: row {bad} holds NaN or infinity; every value must be finite")
     return path, out
 
 
