@@ -320,7 +320,14 @@ def plot_recall_latency(curves, *, k=None, y="latency", title=None, ax=None):
             if p.get("param") is not None:
                 ax.annotate(str(p["param"]), (r, v), textcoords="offset points", xytext=(4, 4),
                             fontsize="x-small", color=line.get_color())
+    from matplotlib.ticker import FuncFormatter
+
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(FuncFormatter(
+        lambda value, _: f"{value:g}" if f"{value:.1e}"[0] in "25" else ""))
+    ax.margins(x=0.12, y=0.12)
     ax.set_xlabel(f"recall@{k}" if k else "recall")
     ax.set_ylabel("milliseconds per query (log)" if y == "latency" else "queries per second (log)")
     better = "lower right is better" if y == "latency" else "upper right is better"
@@ -332,7 +339,7 @@ def plot_recall_latency(curves, *, k=None, y="latency", title=None, ax=None):
     return fig
 
 
-def plot_pq_centroid_distributions(codebooks, X=None, *, max_subspaces=8, bins=40, title=None):
+def plot_pq_centroid_distributions(codebooks, X=None, *, max_subspaces=8, bins=30, title=None):
     """Where the PQ centroids sit in each subspace, against the data's own distribution.
 
     Parameters
@@ -344,7 +351,8 @@ def plot_pq_centroid_distributions(codebooks, X=None, *, max_subspaces=8, bins=4
         The data; its coordinates in each subspace are drawn as a grey histogram.
     max_subspaces : int, default=8
         Draw the first this-many subspaces.
-    bins : int, default=40
+    bins : int, default=30
+        Bins per panel, shared by the data and every set of centroids.
     title : str, optional
 
     Returns
@@ -379,13 +387,24 @@ def plot_pq_centroid_distributions(codebooks, X=None, *, max_subspaces=8, bins=4
         if m >= shown:
             ax.set_visible(False)
             continue
-        edges = None
+        # One set of bins per panel over the centroids' range and the bulk of the data
+        # (0.5-99.5 percentiles), so that a few outliers do not squeeze the picture.
+        pooled = [c[m].ravel() for c in sets.values()]
+        low = min(p.min() for p in pooled)
+        high = max(p.max() for p in pooled)
+        values = None
         if data is not None:
             values = np.asarray(data[:, m * dsub:(m + 1) * dsub], dtype=np.float64).ravel()
-            _, edges, _ = ax.hist(values, bins=bins, density=True, color="0.8", label="data")
+            lo, hi = np.percentile(values, [0.5, 99.5])
+            low, high = min(low, lo), max(high, hi)
+        if high <= low:
+            low, high = low - 0.5, high + 0.5
+        edges = np.linspace(low, high, bins + 1)
+        if values is not None:
+            ax.hist(values, bins=edges, density=True, color="0.8", label="data")
         for label, c in sets.items():
-            ax.hist(c[m].ravel(), bins=edges if edges is not None else bins, density=True,
-                    histtype="step", linewidth=1.6, label=label)
+            ax.hist(c[m].ravel(), bins=edges, density=True, histtype="step", linewidth=1.6,
+                    label=label)
         ax.set_title(f"subspace {m} (dims {m * dsub}-{(m + 1) * dsub - 1})", fontsize="small")
         ax.tick_params(labelsize="x-small")
         if m % cols == 0:
