@@ -73,8 +73,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _say(args, message):
-    if not getattr(args, "quiet", False):
+    """Print a result line unless --quiet; a closed pipe (``| head``) stops printing, not work."""
+    if getattr(args, "quiet", False):
+        return
+    try:
         print(message, flush=True)
+    except BrokenPipeError:
+        args.quiet = True
+        try:  # later writes, and the flush at exit, go nowhere instead of failing
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
 
 
 def _progress_enabled(args) -> bool:
@@ -526,13 +536,11 @@ def _index_eval(args) -> int:
             entry["param"] = f"{option}={value}"
         results.append(entry)
     name = type(index).__name__
-    if not args.quiet:
-        header = f"| {option or 'setting'} | recall@{args.k} | queries/s | ms/query |"
-        print(header)
-        print("|---|---|---|---|")
-        for entry in results:
-            print(f"| {entry.get(option, '-')} | {entry['recall']:.4f} | {entry['qps']:,.0f} | "
-                  f"{entry['latency_ms']:.4f} |")
+    _say(args, f"| {option or 'setting'} | recall@{args.k} | queries/s | ms/query |")
+    _say(args, "|---|---|---|---|")
+    for entry in results:
+        _say(args, f"| {entry.get(option, '-')} | {entry['recall']:.4f} | {entry['qps']:,.0f} | "
+                   f"{entry['latency_ms']:.4f} |")
     summary = {"index": str(args.index), "type": name, "queries": str(qpath),
                "ground_truth": str(gpath), "k": args.k, "repeat": args.repeat, "results": results}
     if args.out:

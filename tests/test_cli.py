@@ -552,3 +552,17 @@ def test_index_errors(tmp_path, capsys, ann_files, fake_index_api, monkeypatch, 
               "out": tmp_path / "out.npy"}
     code, out, err = run(capsys, *[a.format(**values) for a in argv])
     assert_one_line_error(code, err, *fragments, exit_code=exit_code)
+
+
+def test_closed_stdout_pipe_stops_printing_not_work(tmp_path, files):
+    # As in `ivfpq cluster ... | head -1`: the reader is gone before the results are printed.
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ivfpq.cli", "cluster", str(files[".npy"]), "--k", "3",
+         "--out", str(tmp_path / "o"), "--no-plots"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=REPO)
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert b"Traceback" not in err and b"Broken pipe" not in err
+    assert (tmp_path / "o" / "summary.json").exists()
