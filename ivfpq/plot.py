@@ -405,7 +405,8 @@ def plot_pq_centroid_distributions(codebooks, X=None, *, max_subspaces=8, bins=3
         for label, c in sets.items():
             ax.hist(c[m].ravel(), bins=edges, density=True, histtype="step", linewidth=1.6,
                     label=label)
-        ax.set_title(f"subspace {m} (dims {m * dsub}-{(m + 1) * dsub - 1})", fontsize="small")
+        dims = f"dim {m}" if dsub == 1 else f"dims {m * dsub}-{(m + 1) * dsub - 1}"
+        ax.set_title(f"subspace {m} ({dims})", fontsize="small")
         ax.tick_params(labelsize="x-small")
         if m % cols == 0:
             ax.set_ylabel("density", fontsize="small")
