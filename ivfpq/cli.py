@@ -374,6 +374,13 @@ def _make_index(kind, d, args):
         if name not in parameters and not accepts_any:
             option = "--" + name.replace("_", "-")
             raise UsageError(f"ivfpq index build: error: {option} does not apply to --type {kind}")
+    options = {"nlist": "--nlist", "M": "--M", "nbits": "--nbits",
+               "ef_construction": "--ef-construction", "metric": "--metric"}
+    for name, parameter in parameters.items():
+        required = parameter.default is inspect.Parameter.empty and parameter.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        if required and name in options and name not in given:
+            raise UsageError(f"ivfpq index build: error: --type {kind} needs {options[name]}")
     kwargs = dict(given)
     for name, value in (("random_state", args.seed), ("verbose", _progress_enabled(args))):
         if name in parameters:
@@ -481,6 +488,16 @@ def _index_search(args) -> int:
     return 0
 
 
+def _recall(ids, truth, k):
+    """Recall@k: the library's ``ivfpq.recall`` where it exists, else the same measure here."""
+    import ivfpq
+
+    library_recall = getattr(ivfpq, "recall", None)
+    if library_recall is not None:
+        return float(library_recall(ids, truth, k))
+    return _recall_at_k(ids, truth, k)
+
+
 def _recall_at_k(ids, truth, k):
     """Mean over queries of |returned top-k ∩ true top-k| / k."""
     hits = 0
@@ -528,7 +545,7 @@ def _index_eval(args) -> int:
                                  desc=f"{option}={value}" if option else "searching")
             times.append(time.perf_counter() - start)
         seconds = float(np.median(times))
-        recall = _recall_at_k(ids, truth, args.k)
+        recall = _recall(ids, truth, args.k)
         entry = {"recall": recall, "qps": Q.shape[0] / max(seconds, 1e-12),
                  "latency_ms": 1000.0 * seconds / Q.shape[0], "seconds": seconds}
         if option is not None:

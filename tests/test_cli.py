@@ -447,7 +447,7 @@ class _FakeHNSW(_FakeIndex):
     kind = "hnsw"
     ef_search = 16
 
-    def __init__(self, M=16, ef_construction=100):
+    def __init__(self, M, ef_construction=100):
         super().__init__(0, M=M)
         self.data = None
 
@@ -461,7 +461,7 @@ class _FakeHNSW(_FakeIndex):
 def _fake_load(path):
     with np.load(path) as f:
         cls = {"ivfflat": _FakeIVFFlat, "hnsw": _FakeHNSW}[str(f["kind"])]
-        index = cls(f["data"].shape[1]) if cls is _FakeIVFFlat else cls()
+        index = cls(f["data"].shape[1]) if cls is _FakeIVFFlat else cls(M=8)
         index.add(f["data"])
     return index
 
@@ -473,7 +473,7 @@ def fake_index_api(monkeypatch):
     monkeypatch.setattr(ivfpq, "load", _fake_load, raising=False)
 
     def ground_truth(X, Q, k):
-        index = _FakeHNSW()
+        index = _FakeHNSW(M=8)
         index.add(X)
         return index.search(Q, k)
 
@@ -540,6 +540,8 @@ def test_index_plumbing_hnsw_and_hdf5(tmp_path, capsys, ann_files, fake_index_ap
      ["ivfpq index search: error:", "missing.npz: no such index file"], 1),
     (["index", "build", "{base}", "--type", "ivfpq", "--out", "{out}"],
      ["--type ivfpq needs ivfpq.IVFPQ"], 1),
+    (["index", "build", "{base}", "--type", "hnsw", "--out", "{out}"],
+     ["ivfpq index build: error: --type hnsw needs --M"], 2),
 ])
 def test_index_errors(tmp_path, capsys, ann_files, fake_index_api, monkeypatch, argv, fragments, exit_code):
     monkeypatch.delattr(ivfpq, "IVFPQ", raising=False)
