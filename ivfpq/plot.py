@@ -323,11 +323,13 @@ def plot_recall_latency(curves, *, k=None, y="latency", title=None, ax=None):
     from matplotlib.ticker import FuncFormatter
 
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(FuncFormatter(
-        lambda value, _: f"{value:g}" if f"{value:.1e}"[0] in "25" else ""))
     ax.margins(x=0.12, y=0.12)
+    low, high = ax.get_ylim()
+    # Within about a decade there are no major ticks: label every minor one then.
+    narrow = high / low < 15 if low > 0 else False
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(
+        lambda value, _: f"{value:.3g}" if narrow or f"{value:.1e}"[0] in "25" else ""))
     ax.set_xlabel(f"recall@{k}" if k else "recall")
     ax.set_ylabel("milliseconds per query (log)" if y == "latency" else "queries per second (log)")
     better = "lower right is better" if y == "latency" else "upper right is better"
