@@ -270,8 +270,8 @@ def plot_score_over_time(histories, *, x="seconds", ylabel="inertia (sum of squa
     ax.set_title(title or f"k-means score over {'time' if x == 'seconds' else 'iterations'}",
                  fontsize="medium")
     ax.grid(True, alpha=0.3)
-    if ax.lines:
-        ax.legend(loc="best", fontsize="small")
+    if ax.lines:  # handles passed explicitly: a label may start with "_" (a class name)
+        ax.legend(ax.lines, [line.get_label() for line in ax.lines], loc="best", fontsize="small")
     return fig
 
 
@@ -336,8 +336,8 @@ def plot_recall_latency(curves, *, k=None, y="latency", title=None, ax=None):
     ax.set_title(title or f"recall against {'latency' if y == 'latency' else 'throughput'} ({better})",
                  fontsize="medium")
     ax.grid(True, which="both", alpha=0.25)
-    if ax.lines:
-        ax.legend(loc="best", fontsize="small")
+    if ax.lines:  # handles passed explicitly: a label may start with "_" (a class name)
+        ax.legend(ax.lines, [line.get_label() for line in ax.lines], loc="best", fontsize="small")
     return fig
 
 
