@@ -266,7 +266,7 @@ def plot_score_over_time(histories, *, x="seconds", ylabel="inertia (sum of squa
         # Plain tick labels: the default "1e10" offset text collides with the title.
         from matplotlib.ticker import FuncFormatter
 
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.4g}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.6g}"))
     ax.set_title(title or f"k-means score over {'time' if x == 'seconds' else 'iterations'}",
                  fontsize="medium")
     ax.grid(True, alpha=0.3)

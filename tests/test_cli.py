@@ -74,7 +74,8 @@ def test_demo_writes_one_folder_per_dataset(demo_dir):
         assert centroids.shape == (k, d) and labels.shape == (n,)
         assert set(np.unique(labels)) <= set(range(k))
         summary = json.loads((folder / "summary.json").read_text())
-        for key in ("n", "d", "k", "algorithm", "iterations", "inertia", "seconds", "history"):
+        for key in ("n", "d", "k", "algorithm", "iterations", "inertia", "seconds", "history",
+                    "warmup_seconds"):
             assert key in summary
         assert (summary["n"], summary["d"], summary["k"]) == (n, d, k)
         assert len(summary["history"]) == summary["iterations"]
