@@ -400,6 +400,7 @@ def _make_index(kind, d, args):
 
 
 def _index_build(args) -> int:
+    _library_attribute(_INDEX_CLASSES[args.type], f"--type {args.type}")  # before reading data
     path, X = _load_float32(args.input, "base", args, what="base vectors")
     _say(args, f"read {path}: {X.shape[0]:,} vectors of dimension {X.shape[1]}")
     index = _make_index(args.type, X.shape[1], args)
