@@ -138,6 +138,18 @@ def test_fvecs_memmap_fit_equals_in_memory(tmp_path):
     _assert_same_fit(reference, KMeans(9, init=init, max_iter=25, tol=0).fit(X_file, block_rows=128))
 
 
+def test_fvecs_opened_by_ivfpq_io_is_clustered_block_by_block(tmp_path):
+    io = pytest.importorskip("ivfpq.io")
+    X = _blobs(2500, d=10)
+    path = tmp_path / "x.fvecs"
+    write_fvecs(path, X)
+    X_file = io.read_vectors(path)
+    assert isinstance(X_file, np.memmap)
+    init = X[:7].copy()
+    reference = KMeans(7, init=init, max_iter=20, tol=0).fit(X)
+    _assert_same_fit(reference, KMeans(7, init=init, max_iter=20, tol=0).fit(X_file, block_rows=300))
+
+
 def test_default_init_on_a_memmap_is_kmeans_parallel(tmp_path):
     X = _blobs(2000)
     np.save(tmp_path / "x.npy", X)
