@@ -329,10 +329,23 @@ def _connect_node(data, links0, upper, upper_offset, node, node_level, entry, ma
         n_res, _ = search_layer(data, query, links0, upper, upper_offset, layer, seeds, n_seeds,
                                 ef_construction, 0, visited, epoch, cand_d, cand_i, res_d, res_i)
         epoch += 1
-        if layer == 0:
-            select_neighbours(data, res_i, res_d, n_res, out0.shape[0], out0)
-        else:
-            select_neighbours(data, res_i, res_d, n_res, out_upper.shape[1], out_upper[layer - 1])
+        out = out0 if layer == 0 else out_upper[layer - 1]
+        kept = select_neighbours(data, res_i, res_d, n_res, out.shape[0], out)
+        if seed_from_rows:
+            # A repaired row keeps its old neighbours while it has room: dropping them
+            # could leave a node that only this row linked to unreachable.
+            for t in range(n_seeds):
+                if kept >= out.shape[0]:
+                    break
+                old = seeds[t]
+                present = False
+                for u in range(kept):
+                    if out[u] == old:
+                        present = True
+                        break
+                if not present and old != node:
+                    out[kept] = old
+                    kept += 1
         if n_res > 0:
             ep = res_i[0]
     return epoch
