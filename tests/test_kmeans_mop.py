@@ -93,7 +93,7 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
     C0 = X[np.random.default_rng(3).choice(2500, 90, replace=False)].copy()
     weights = np.ones(2500)
     for switches in ({}, {"warm_start": False}, {"seed_previous": False}, {"sort_bulks": False},
-                     {"additional_centroids": 0, "min_iterations": 0}):
+                     {"additional_centroids": 0, "min_iterations": 0}, {"descend_warm": True}):
         assigner = GraphAssigner(M=4, ef_construction=16, ef_search=2, bulk_size=128, **switches)
         result = lloyd(X, weights, C0, assigner, 8)
         inertias = np.array([i for _, i in result.history])

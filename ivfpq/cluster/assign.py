@@ -70,7 +70,7 @@ class GraphAssigner:
     min_iterations : node expansions each search makes at least.
     bulk_size : points per bulk (the unit of parallel work and of the sorted order).
     ef_cold : beam width for points with no previous centroid (the first iteration),
-        by default ``4 * ef_search``: the first assignment has no seeds but the
+        by default ``2 * ef_search``: the first assignment has no seeds but the
         descent, and its quality shapes the whole run.
     seed : seeds the graph levels and the projection of the within-bulk order.
     warm_start, seed_previous, sort_bulks : the improvements over a black-box HNSW; they
@@ -80,9 +80,9 @@ class GraphAssigner:
 
     name = "mop"
 
-    def __init__(self, M=16, ef_construction=64, ef_search=8, additional_centroids=3,
+    def __init__(self, M=16, ef_construction=40, ef_search=8, additional_centroids=3,
                  min_iterations=2, bulk_size=2048, seed=0, *, ef_cold=None, warm_start=True,
-                 seed_previous=True, sort_bulks=True, repair_shift=0.05, rebuild_fraction=1.0):
+                 seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05, rebuild_fraction=1.0):
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -94,6 +94,7 @@ class GraphAssigner:
         self.warm_start = warm_start
         self.seed_previous = seed_previous
         self.sort_bulks = sort_bulks
+        self.descend_warm = descend_warm
         self.repair_shift = repair_shift
         self.rebuild_fraction = rebuild_fraction
         self.graph = None
@@ -154,7 +155,7 @@ class GraphAssigner:
     def _ef_cold(self):
         if self.ef_cold is not None:
             return self.ef_cold
-        return 4 * self.ef_search
+        return 2 * self.ef_search
 
     def new_state(self, n_samples):
         return np.full((n_samples, 1 + self.additional_centroids), -1, dtype=np.int32)
@@ -174,5 +175,5 @@ class GraphAssigner:
             X, centers, graph.data, graph.links0, graph.upper, graph.upper_offset,
             graph.entry_point, graph.max_level, state, labels_out, sq_dist_out,
             self._projection, self.bulk_size, self.ef_search, self._ef_cold(), self.min_iterations,
-            self.seed_previous, self.sort_bulks, visited, epochs))
+            self.seed_previous, self.sort_bulks, self.descend_warm, visited, epochs))
         return labels_out, sq_dist_out

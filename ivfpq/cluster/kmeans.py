@@ -322,7 +322,7 @@ class KMeans(_ParamsMixin):
         depend on it.
     M : int, default=16
         "mop" only: graph degree (``2*M`` neighbours on the bottom layer).
-    ef_construction : int, default=64
+    ef_construction : int, default=40
         "mop" only: beam width when the centroid graph is built or repaired.
     ef_search : int, default=8
         "mop" only: beam width of each point's search.
@@ -379,7 +379,7 @@ class KMeans(_ParamsMixin):
         verbose=False,
         n_threads=None,
         M=16,
-        ef_construction=64,
+        ef_construction=40,
         ef_search=8,
         additional_centroids=3,
         min_iterations=2,

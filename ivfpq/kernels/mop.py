@@ -56,30 +56,10 @@ def nearest_link_distances(data, links0):
     return out
 
 
-@njit(cache=True)
-def _insert_candidate(best_i, best_d, count, capacity, node, dist):
-    """Keep the ``capacity`` nearest distinct candidates, sorted by (distance, id)."""
-    for t in range(count):
-        if best_i[t] == node:
-            return count
-    pos = count
-    while pos > 0 and (best_d[pos - 1] > dist or (best_d[pos - 1] == dist and best_i[pos - 1] > node)):
-        pos -= 1
-    if pos >= capacity:
-        return count
-    last = min(count, capacity - 1)
-    for t in range(last, pos, -1):
-        best_i[t] = best_i[t - 1]
-        best_d[t] = best_d[t - 1]
-    best_i[pos] = node
-    best_d[pos] = dist
-    return min(count + 1, capacity)
-
-
 @njit(parallel=True, cache=True)
 def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, state,
                labels_out, sq_dist_out, projection, bulk_size, ef, ef_cold, min_iterations,
-               seed_previous, sort_bulks, visited_all, epochs):
+               seed_previous, sort_bulks, descend_warm, visited_all, epochs):
     """Assign every row of ``X`` to a centroid with seeded graph searches.
 
     Parameters
@@ -96,6 +76,8 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
     ef_cold : beam width for points without a previous centroid (first iteration).
     seed_previous, sort_bulks : bool, ablation switches (the previous centroid stays a
         candidate of the final exact comparison even without ``seed_previous``).
+    descend_warm : bool; False skips the upper-layer descent for points that have a
+        previous centroid and uses that centroid as their base seed and sort key.
     visited_all, epochs : per-thread scratch (see :func:`thread_scratch`).
 
     Returns
@@ -115,13 +97,14 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
         query = np.empty(d, dtype=np.float32)
         base = np.empty(size, dtype=np.int32)
         seeds = np.empty(1 + 2 * width, dtype=np.int32)
-        best_i = np.empty(width, dtype=np.int32)
-        best_d = np.empty(width, dtype=np.float64)
         carried = np.full(width, -1, dtype=np.int32)
 
         # Base seeds: greedy descent through the upper layers.
         entry_dist = np.float32(0.0)
         for p in range(size):
+            if not descend_warm and state[lo + p, 0] >= 0:
+                base[p] = state[lo + p, 0]
+                continue
             for j in range(d):
                 query[j] = X[lo + p, j]
             entry_dist = node_distance(data, entry, query)
@@ -170,33 +153,26 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
             epoch += 1
             total += expanded
 
-            # Exact comparison of the best results and the previous centroid.
-            count = 0
+            # The search's best against the previous centroid, by exact distance: a
+            # point never moves to a farther centroid; ties keep the previous one.
             previous = state[i, 0]
-            if previous >= 0:
-                count = _insert_candidate(best_i, best_d, count, width, previous,
-                                          exact_sq_distance(X, i, centers, previous))
-            for t in range(min(n_res, width)):
-                c = res_i[t]
-                count = _insert_candidate(best_i, best_d, count, width, c,
-                                          exact_sq_distance(X, i, centers, c))
-            # Ties between the previous centroid and a new one keep the previous one.
-            winner = best_i[0]
-            winner_d = best_d[0]
+            winner = res_i[0]
+            winner_d = exact_sq_distance(X, i, centers, winner)
             if previous >= 0 and previous != winner:
-                prev_d = exact_sq_distance(X, i, centers, previous)
-                if prev_d <= winner_d:
+                previous_d = exact_sq_distance(X, i, centers, previous)
+                if previous_d <= winner_d:
                     winner = previous
-                    winner_d = prev_d
+                    winner_d = previous_d
             labels_out[i] = winner
             sq_dist_out[i] = winner_d
+            # Remember the winner and the search's runners-up (search order).
             state[i, 0] = winner
             slot = 1
-            for t in range(count):
+            for t in range(n_res):
                 if slot >= width:
                     break
-                if best_i[t] != winner:
-                    state[i, slot] = best_i[t]
+                if res_i[t] != winner:
+                    state[i, slot] = res_i[t]
                     slot += 1
             for t in range(slot, width):
                 state[i, t] = -1
