@@ -259,6 +259,29 @@ def k_values_for(dataset, n, ks, min_points_per_cluster):
     return [k for k in ks if n / k >= min_points_per_cluster]
 
 
+def crossover(n, ds, ks, iters, seed):
+    """Seconds for ``iters`` Lloyd iterations, exact vs mop, from the same init (median of 3)."""
+    import statistics
+
+    rows = []
+    for d in ds:
+        X = gaussian_mixture(n, d, seed=seed)
+        for k in ks:
+            C0 = X[np.random.default_rng(seed + 1).choice(n, k, replace=False)].copy()
+            times = {}
+            for name, make in (("exact", ExactAssigner), ("mop", GraphAssigner)):
+                runs = []
+                for _ in range(3):
+                    trace = run_ours(X, C0, make(), 0.0, min_iters=iters)
+                    runs.append(trace[iters - 1][0])
+                times[name] = statistics.median(runs)
+            rows.append({"n": n, "d": d, "k": k, f"exact {iters} it (s)": times["exact"],
+                         f"mop {iters} it (s)": times["mop"],
+                         "exact / mop": times["exact"] / times["mop"]})
+    print_table(rows, list(rows[0]), title=f"Crossover: {iters} iterations from the same init, "
+                                             "median of 3")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", nargs="+", default=["synthetic", "glove", "fashion-mnist"],
@@ -277,6 +300,10 @@ def main(argv=None):
     p.add_argument("--ablation-n", type=int, default=None)
     p.add_argument("--ablation-k", type=int, default=None)
     p.add_argument("--ablation-budget", type=float, default=None)
+    p.add_argument("--crossover", action="store_true",
+                   help="only time exact vs mop on a grid of (d, k) at --n rows (for 'auto')")
+    p.add_argument("--crossover-d", type=int, nargs="+", default=[16, 50, 128])
+    p.add_argument("--crossover-k", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000])
     p.add_argument("--quick", action="store_true",
                    help="tiny run to check the script: synthetic 20k x 128, k=500, 5 s")
     p.add_argument("--plot", default="benchmarks/results/kmeans_large_k.png")
@@ -289,6 +316,9 @@ def main(argv=None):
     print("machine:", machine_line())
     print("command: python benchmarks/kmeans_large_k.py " + " ".join(argv or sys.argv[1:]))
     warm_up()
+    if args.crossover:
+        crossover(args.n, args.crossover_d, args.crossover_k, 5, args.seed)
+        return
 
     panels = []
     if not args.ablation_only:

@@ -1,10 +1,11 @@
 """MOPBucket assignment: every point's nearest centroid by a seeded search of an HNSW
 graph built over the centroids.
 
-For each point, a greedy descent through the upper layers gives a base seed; the
-bottom-layer beam search starts from that seed, the point's previous centroid, its
-runners-up from the previous iteration, and the results of the query processed just
-before it. Points go in bulks; within a bulk they are sorted by base seed, then by a
+For each point, a base seed: a greedy descent through the upper layers (for points
+with no previous centroid, or for every point with ``descend_warm``), else the
+previous centroid. The bottom-layer beam search starts from that seed, the point's
+previous centroid, its runners-up from the previous iteration, and the results of
+the query processed just before it. Points go in bulks; within a bulk they are sorted by base seed, then by a
 random 1-D projection, so consecutive queries touch the same part of the graph (the
 results of one query are good seeds for the next, and the centroids they read are
 still in cache). Bulks run in parallel and are independent of each other, so labels
@@ -77,7 +78,8 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
     seed_previous, sort_bulks : bool, ablation switches (the previous centroid stays a
         candidate of the final exact comparison even without ``seed_previous``).
     descend_warm : bool; False skips the upper-layer descent for points that have a
-        previous centroid and uses that centroid as their base seed and sort key.
+        previous centroid and uses that centroid as their base seed and sort key
+        (only with ``seed_previous``: without it every point descends).
     visited_all, epochs : per-thread scratch (see :func:`thread_scratch`).
 
     Returns
@@ -102,7 +104,7 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
         # Base seeds: greedy descent through the upper layers.
         entry_dist = np.float32(0.0)
         for p in range(size):
-            if not descend_warm and state[lo + p, 0] >= 0:
+            if seed_previous and not descend_warm and state[lo + p, 0] >= 0:
                 base[p] = state[lo + p, 0]
                 continue
             for j in range(d):
