@@ -95,13 +95,14 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
         lo = b * bulk_size
         hi = min(n, lo + bulk_size)
         size = hi - lo
-        tid, visited, epoch, cand_d, cand_i, res_d, res_i = thread_scratch(visited_all, epochs, k, max(ef, ef_cold))
+        tid, visited, epoch, cand_d, cand_i, res_d, res_i = thread_scratch(
+            visited_all, epochs, k, max(ef, ef_cold))
         query = np.empty(d, dtype=np.float32)
         base = np.empty(size, dtype=np.int32)
         seeds = np.empty(1 + 2 * width, dtype=np.int32)
         carried = np.full(width, -1, dtype=np.int32)
 
-        # Base seeds: greedy descent through the upper layers.
+        # Base seeds: the previous centroid, or a greedy descent through the upper layers.
         entry_dist = np.float32(0.0)
         for p in range(size):
             if seed_previous and not descend_warm and state[lo + p, 0] >= 0:
