@@ -135,7 +135,9 @@ def test_auto_picks_by_shape():
 
 
 def test_auto_uses_mop_past_the_crossover(monkeypatch):
-    from ivfpq.cluster import kmeans as kmeans_module
+    import importlib
+
+    kmeans_module = importlib.import_module("ivfpq.cluster.kmeans")
 
     monkeypatch.setattr(kmeans_module, "MOP_MIN_CLUSTERS", 20)
     monkeypatch.setattr(kmeans_module, "MOP_MIN_SAMPLES", 100)
