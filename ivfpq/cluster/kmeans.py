@@ -26,12 +26,12 @@ from .._validation import (
 )
 from ..kernels.distances import exact_sq_distances, sq_norms
 from ..kernels.lloyd import cluster_sums
-from .assign import ExactAssigner
+from .assign import ExactAssigner, GraphAssigner
 from .init import kmeans_plusplus, random_init
 
 __all__ = ["kmeans", "KMeans", "lloyd", "LloydResult"]
 
-ALGORITHMS = ("lloyd",)
+ALGORITHMS = ("lloyd", "mop", "auto")
 INITS = ("k-means++", "random", "k-means||")
 METRICS = ("sqeuclidean", "cosine")
 
@@ -102,13 +102,14 @@ def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
 
     The point leaves its old cluster's sum and count. Only points with positive
     weight are moved, farthest first, ties by row order, so the result is deterministic.
+    Returns the rows moved.
     """
     empty = np.flatnonzero(counts == 0)
     if empty.size == 0:
-        return 0
+        return np.empty(0, dtype=np.int64)
     candidates = np.flatnonzero(weights > 0)
     order = candidates[np.argsort(-sq_dists[candidates], kind="stable")]
-    moved = 0
+    moved = []
     for cluster, row in zip(empty, order):
         old = labels[row]
         w = weights[row]
@@ -119,8 +120,8 @@ def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
         counts[cluster] = w
         labels[row] = cluster
         sq_dists[row] = 0.0
-        moved += 1
-    return moved
+        moved.append(row)
+    return np.asarray(moved, dtype=np.int64)
 
 
 def _updated_centers(centers, sums, counts, spherical=False):
@@ -159,8 +160,8 @@ def lloyd(
     Each iteration assigns every point with ``assigner`` and moves each centroid to
     the weighted mean of its points. ``history`` gets one ``(seconds, inertia)``
     pair per iteration: the time since the call began and the inertia of that
-    iteration's assignment (its cost against the centroids it was made with). Stops when no label changes, when the squared centroid
-    shift is at most ``tol`` (or, with ``stop_when_allclose``, when the centroids
+    iteration's assignment (its cost against the centroids it was made with).
+    Stops when no label changes, when the squared centroid shift is at most ``tol`` (or, with ``stop_when_allclose``, when the centroids
     are ``allclose`` to the previous ones), or after ``max_iter`` iterations. The
     returned labels and inertia belong to the returned centers.
     """
@@ -188,7 +189,9 @@ def lloyd(
 
         sums, counts = cluster_sums(X, labels, weights, k)
         inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
-        _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
+        moved = _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
+        if moved.size and hasattr(assigner, "relabel"):  # assigners that remember labels
+            assigner.relabel(state, moved, labels[moved])
         updated, shift = _updated_centers(centers, sums, counts, spherical)
         converged = np.allclose(updated, centers) if stop_when_allclose else shift <= tol
         centers = updated
@@ -256,6 +259,35 @@ def kmeans(X, k, iters=25, seed=0):
     return result.centers, result.labels
 
 
+# ----------------------------------------------------------------------------- auto
+
+
+# Measured with ``benchmarks/kmeans_large_k.py --crossover --n 50000`` (5 iterations
+# from the same init, d in {16, 50, 128}; shared 2-core machine): exact / mop time was
+# 0.1-1.7 at k=1,000, 1.6-2.2 at k=2,000 and 2.6-5.3 at k=4,000, about the same for
+# every d (both costs grow with d). Below ~20,000 points the graph build, which costs
+# about as much as tens of assignments per centroid, is not paid back.
+MOP_MIN_CLUSTERS = 2000
+MOP_MIN_SAMPLES = 20_000
+
+
+def choose_algorithm(n_samples, n_clusters, n_features):
+    """"lloyd" or "mop": the faster one for this shape, by the measured crossover.
+
+    "mop" from ``MOP_MIN_CLUSTERS`` clusters and ``MOP_MIN_SAMPLES`` samples on;
+    ``n_features`` is accepted for the record: the crossover was measured not to move
+    with it.
+
+    Examples
+    --------
+    >>> choose_algorithm(1_000_000, 10_000, 128), choose_algorithm(100_000, 256, 128)
+    ('mop', 'lloyd')
+    """
+    if n_clusters >= MOP_MIN_CLUSTERS and n_samples >= MOP_MIN_SAMPLES:
+        return "mop"
+    return "lloyd"
+
+
 # ----------------------------------------------------------------------------- KMeans
 
 
@@ -319,9 +351,12 @@ class KMeans(_ParamsMixin):
     tol : float, default=1e-4
         Stop when the summed squared centroid shift is at most ``tol`` times the
         mean per-feature variance of ``X`` (as scikit-learn).
-    algorithm : {"lloyd"}, default="lloyd"
+    algorithm : {"lloyd", "mop", "auto"}, default="lloyd"
         How points find their centroid: "lloyd" compares with every centroid
-        (BLAS blocks).
+        (BLAS blocks, cost n*k*d per iteration); "mop" (MOPBucket) searches an HNSW
+        graph over the centroids, seeded with each point's previous centroids (cost
+        about n*ef_search*2M*d; the objective still never rises); "auto" picks "mop"
+        where it was measured to be faster (see ``algorithm_``).
     metric : {"sqeuclidean", "cosine"}, default="sqeuclidean"
         "cosine" runs spherical k-means: rows are L2-normalised and centroids kept at
         unit norm; ``inertia_`` is then the sum of cosine distances ``1 - cos``.
@@ -332,6 +367,20 @@ class KMeans(_ParamsMixin):
     n_threads : int or None, default=None
         Threads for the kernels and BLAS; None uses every core. Results do not
         depend on it.
+    M : int, default=16
+        "mop" only: graph degree (``2*M`` neighbours on the bottom layer).
+    ef_construction : int, default=40
+        "mop" only: beam width when the centroid graph is built or repaired.
+    ef_search : int, default=8
+        "mop" only: beam width of each point's search.
+    additional_centroids : int, default=3
+        "mop" only: runners-up remembered per point (memory ``n*(1+additional_centroids)``
+        int32) and used, with the previous centroid, as seeds of the next search.
+    min_iterations : int, default=2
+        "mop" only: node expansions each search makes at least.
+    bulk_size : int, default=2048
+        "mop" only: points per bulk; within a bulk, queries are sorted so that each
+        one starts near the previous one.
 
     Attributes
     ----------
@@ -342,6 +391,8 @@ class KMeans(_ParamsMixin):
         true cost of ``labels_`` against ``cluster_centers_``.
     n_iter_ : int
     n_features_in_ : int
+    algorithm_ : str
+        The algorithm used: ``algorithm``, or what "auto" chose.
     history_ : list of (float, float)
         One ``(seconds_since_fit_start, inertia)`` pair per iteration of the best run.
     changed_fraction_ : list of float
@@ -374,6 +425,12 @@ class KMeans(_ParamsMixin):
         random_state=None,
         verbose=False,
         n_threads=None,
+        M=16,
+        ef_construction=40,
+        ef_search=8,
+        additional_centroids=3,
+        min_iterations=2,
+        bulk_size=2048,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -385,6 +442,12 @@ class KMeans(_ParamsMixin):
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
+        self.M = M
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.additional_centroids = additional_centroids
+        self.min_iterations = min_iterations
+        self.bulk_size = bulk_size
 
     # -- scikit-learn protocol -------------------------------------------------------
 
@@ -436,6 +499,12 @@ class KMeans(_ParamsMixin):
         if not isinstance(self.verbose, (bool, np.bool_, int)):
             raise TypeError(f"verbose must be a bool, got {self.verbose!r}")
         n_threads = resolve_n_threads(self.n_threads)
+        check_positive_int(self.M, "M", minimum=2)
+        check_positive_int(self.ef_construction, "ef_construction")
+        check_positive_int(self.ef_search, "ef_search")
+        check_positive_int(self.additional_centroids, "additional_centroids", minimum=0)
+        check_positive_int(self.min_iterations, "min_iterations", minimum=0)
+        check_positive_int(self.bulk_size, "bulk_size")
         return n_clusters, init, n_init, max_iter, tol, n_threads
 
     def _prepare_X(self, X, name="X", reset=True):
@@ -452,8 +521,18 @@ class KMeans(_ParamsMixin):
             X = _normalize_rows(X)
         return X
 
-    def _make_assigner(self, X, n_clusters):
+    def _make_assigner(self, X, n_clusters, rng=None):
         """The assigner for this fit's algorithm (subclasses and later algorithms extend)."""
+        algorithm = getattr(self, "algorithm_", self.algorithm)
+        if algorithm == "auto":
+            algorithm = choose_algorithm(X.shape[0], n_clusters, X.shape[1])
+        if algorithm == "mop":
+            seed = 0 if rng is None else int(rng.integers(2**31 - 1))
+            return GraphAssigner(
+                M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search,
+                additional_centroids=self.additional_centroids,
+                min_iterations=self.min_iterations, bulk_size=self.bulk_size, seed=seed,
+            )
         return ExactAssigner()
 
     def _initial_centers(self, X, init, n_clusters, weights, rng):
@@ -518,12 +597,15 @@ class KMeans(_ParamsMixin):
         weights = check_sample_weight(sample_weight, X.shape[0])
         tol_abs = float(np.mean(np.var(X, axis=0, dtype=np.float64))) * tol if tol > 0 else 0.0
         rng = check_random_state(self.random_state)
+        self.algorithm_ = self.algorithm
+        if self.algorithm == "auto":
+            self.algorithm_ = choose_algorithm(X.shape[0], n_clusters, X.shape[1])
 
         best = None
         with thread_limits(n_threads):
             for run in range(n_init):
                 centers = self._initial_centers(X, init, n_clusters, weights, rng)
-                assigner = self._make_assigner(X, n_clusters)
+                assigner = self._make_assigner(X, n_clusters, rng)
                 with _progress(self.verbose, max_iter, run, n_init) as callback:
                     result = lloyd(
                         X, weights, centers, assigner, max_iter, tol_abs,
