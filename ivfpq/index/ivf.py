@@ -1,0 +1,371 @@
+"""Inverted-file indexes: the lists are the k-means regions of the data.
+
+``IVFFlat`` stores the vectors themselves; ``IVFPQ`` stores product-quantized codes
+of their residuals to the list's centroid. A search looks at the ``nprobe`` lists
+whose centroids are nearest to the query.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._storage import Persistable, register_format
+from .._validation import (
+    NotFittedError,
+    check_array,
+    check_choice,
+    check_ids,
+    check_n_features,
+    check_positive_int,
+    check_random_state,
+)
+from ..cluster.kmeans import KMeans, _ParamsMixin, resolve_n_threads, thread_limits
+from ..kernels.distances import default_block_rows, nearest_centroids, sq_norms
+from ..kernels.ivf import ivf_flat_search, ivf_topk_probes
+from ._lists import InvertedLists
+from .metrics import METRICS
+
+__all__ = ["IVFFlat"]
+
+
+class CoarseQuantizer:
+    """Nearest centroids of vectors (to fill lists) and of queries (lists to probe).
+
+    L2: by squared distance. Inner product: by largest inner product, as faiss's
+    ``IndexIVF*`` with ``METRIC_INNER_PRODUCT`` does.
+    """
+
+    def __init__(self, centroids, metric):
+        self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
+        self.metric = metric
+        self._c_sq = sq_norms(self.centroids)
+
+    @property
+    def nlist(self):
+        return self.centroids.shape[0]
+
+    def assign(self, X):
+        """List number of each row of ``X``."""
+        n = X.shape[0]
+        labels = np.empty(n, dtype=np.int64)
+        if self.metric == "l2":
+            sq = np.empty(n, dtype=np.float64)
+            nearest_centroids(X, self.centroids, labels, sq, None, self._c_sq)
+        else:
+            block = default_block_rows(self.nlist)
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                labels[start:stop] = (X[start:stop] @ self.centroids.T).argmax(axis=1)
+        return labels
+
+    def probes(self, Q, nprobe):
+        """(nq, nprobe) list numbers, best first; ties go to the lower list number."""
+        nq = Q.shape[0]
+        out = np.empty((nq, nprobe), dtype=np.int64)
+        block = default_block_rows(self.nlist)
+        scale = np.float32(-2.0 if self.metric == "l2" else -1.0)
+        ct = np.ascontiguousarray(self.centroids.T * scale)
+        for start in range(0, nq, block):
+            stop = min(nq, start + block)
+            scores = Q[start:stop] @ ct
+            if self.metric == "l2":
+                scores += self._c_sq
+            ivf_topk_probes(scores, nprobe, out[start:stop])
+        return out
+
+
+class _IVFBase(Persistable, _ParamsMixin):
+    """What IVFFlat and IVFPQ share: coarse training, ids, lists, probing, persistence."""
+
+    def _check_base_params(self):
+        check_positive_int(self.nlist, "nlist")
+        check_choice(self.metric, "metric", METRICS)
+        check_positive_int(self.nprobe, "nprobe")
+        check_positive_int(self.kmeans_iter, "kmeans_iter")
+        check_positive_int(self.max_points_per_centroid, "max_points_per_centroid")
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def is_trained(self) -> bool:
+        return hasattr(self, "centroids_")
+
+    @property
+    def ntotal(self) -> int:
+        """Number of vectors in the index."""
+        return self._lists.ntotal if self.is_trained else 0
+
+    def __len__(self):
+        return self.ntotal
+
+    def _check_trained(self, what):
+        if not self.is_trained:
+            raise NotFittedError(
+                f"This {type(self).__name__} is not trained yet; call train(X) before {what}()"
+            )
+
+    def _n_threads(self):
+        return resolve_n_threads(self.n_threads)
+
+    # -- training ----------------------------------------------------------------------
+
+    def _train_sample(self, X, rng):
+        """At most ``max_points_per_centroid * nlist`` rows, drawn without replacement."""
+        limit = self.max_points_per_centroid * self.nlist
+        if X.shape[0] <= limit:
+            return X
+        rows = np.sort(rng.choice(X.shape[0], size=limit, replace=False))
+        return X[rows]
+
+    def _train_coarse(self, X, rng):
+        kmeans = KMeans(
+            n_clusters=self.nlist,
+            init="random",
+            n_init=1,
+            max_iter=self.kmeans_iter,
+            tol=0.0,
+            random_state=int(rng.integers(0, 2**31 - 1)),
+            n_threads=self.n_threads,
+        ).fit(X)
+        return kmeans.cluster_centers_.astype(np.float32)
+
+    def _check_train_input(self, X):
+        self._check_params()
+        X = check_array(X, "X", dtype="float32")
+        if X.shape[0] < self.nlist:
+            raise ValueError(
+                f"X has {X.shape[0]} training vectors but nlist={self.nlist}; at least nlist "
+                "vectors are needed to train the coarse quantizer"
+            )
+        return X
+
+    def _set_coarse(self, centroids, n_features):
+        self.centroids_ = np.ascontiguousarray(centroids, dtype=np.float32)
+        self.n_features_in_ = int(n_features)
+        self._quantizer = CoarseQuantizer(self.centroids_, self.metric)
+        self._next_id = 0
+
+    # -- adding, removing --------------------------------------------------------------
+
+    def _check_add_input(self, X, ids):
+        self._check_trained("add")
+        X = check_array(X, "X", dtype="float32", min_rows=0)
+        check_n_features(X, self.n_features_in_, "X", fitted_on="trained")
+        if ids is None:
+            ids = np.arange(self._next_id, self._next_id + X.shape[0], dtype=np.int64)
+        else:
+            ids = check_ids(ids, X.shape[0], "ids")
+        if ids.size:
+            self._next_id = max(self._next_id, int(ids.max()) + 1)
+        return X, ids
+
+    def remove(self, ids):
+        """Remove every vector whose id is in ``ids``; return how many were removed.
+
+        Ids that are not in the index are ignored. Cost: one pass over the ids stored.
+        """
+        self._check_trained("remove")
+        ids = check_ids(ids, -1, "ids")
+        return self._lists.remove(ids)
+
+    # -- searching ---------------------------------------------------------------------
+
+    def _check_search_input(self, Q, k, nprobe):
+        self._check_trained("search")
+        Q = check_array(Q, "Q", dtype="float32")
+        check_n_features(Q, self.n_features_in_, "Q", fitted_on="trained")
+        k = check_positive_int(k, "k")
+        nprobe = self.nprobe if nprobe is None else nprobe
+        nprobe = min(check_positive_int(nprobe, "nprobe"), self.nlist)
+        return Q, k, nprobe
+
+    def _finish(self, dist, ids):
+        """Heaps hold squared L2 or negated inner products in float64; return float32."""
+        if self.metric == "ip":
+            dist = -dist
+        return dist.astype(np.float32), ids
+
+    # -- persistence helpers -----------------------------------------------------------
+
+    def _base_meta(self):
+        meta = {name: getattr(self, name) for name in self._param_names()}
+        if not isinstance(meta.get("random_state"), (int, type(None))):
+            meta["random_state"] = None  # a Generator cannot be stored; the trained state is
+        meta["trained"] = self.is_trained
+        if self.is_trained:
+            meta["next_id"] = self._next_id
+            meta["n_features_in"] = self.n_features_in_
+        return meta
+
+    def _base_arrays(self, payload_names):
+        if not self.is_trained:
+            return {}
+        sizes, ids, data = self._lists.packed()
+        arrays = {"centroids": self.centroids_, "list_sizes": sizes, "list_ids": ids}
+        for name in payload_names:
+            arrays[name] = data[name]
+        return arrays
+
+    @classmethod
+    def _restore_base(cls, archive, params):
+        obj = cls(**params)
+        obj._check_params()
+        if not archive.param("trained"):
+            return obj, None
+        d = int(archive.param("n_features_in"))
+        nlist = obj.nlist
+        centroids = archive.array("centroids", dtype=np.float32, shape=(nlist, d))
+        sizes = archive.array("list_sizes", dtype=np.int64, shape=(nlist,))
+        total = int(sizes.sum())
+        if (sizes < 0).any():
+            raise ValueError("negative list size")
+        ids = archive.array("list_ids", dtype=np.int64, shape=(total,))
+        obj._set_coarse(centroids, d)
+        obj._next_id = int(archive.param("next_id"))
+        return obj, (sizes, ids)
+
+
+@register_format("ivf_flat", version=1)
+class IVFFlat(_IVFBase):
+    """Inverted file over raw vectors: exact distances within the probed lists.
+
+    Parameters
+    ----------
+    nlist : int
+        Number of lists (k-means regions).
+    metric : {"l2", "ip"}, default="l2"
+        "l2": squared Euclidean distance, smallest first. "ip": inner product,
+        largest first.
+    nprobe : int, default=1
+        Lists searched per query when ``search`` is not given one.
+    kmeans_iter : int, default=10
+        Lloyd iterations of the coarse k-means (faiss uses 10).
+    max_points_per_centroid : int, default=256
+        ``train`` clusters a random sample of at most this many vectors per list.
+    random_state : int or None, default=None
+        Seed of the training sample and the k-means initialisation.
+    n_threads : int or None, default=None
+        Threads for training, adding and searching; None uses every core.
+        Results do not depend on it.
+
+    Attributes
+    ----------
+    centroids_ : ndarray of shape (nlist, d), float32
+    ntotal : int
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ivfpq import IVFFlat
+    >>> X = np.random.default_rng(0).standard_normal((2000, 16), dtype=np.float32)
+    >>> index = IVFFlat(nlist=16, random_state=0)
+    >>> index.train(X)
+    >>> index.add(X)
+    >>> distances, ids = index.search(X[:3], k=1, nprobe=16)
+    >>> ids.ravel().tolist()
+    [0, 1, 2]
+    """
+
+    def __init__(
+        self,
+        nlist,
+        metric="l2",
+        *,
+        nprobe=1,
+        kmeans_iter=10,
+        max_points_per_centroid=256,
+        random_state=None,
+        n_threads=None,
+    ):
+        self.nlist = nlist
+        self.metric = metric
+        self.nprobe = nprobe
+        self.kmeans_iter = kmeans_iter
+        self.max_points_per_centroid = max_points_per_centroid
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    def _check_params(self):
+        self._check_base_params()
+
+    def train(self, X):
+        """Learn the ``nlist`` centroids by k-means on (a sample of) ``X``; empties the index."""
+        X = self._check_train_input(X)
+        rng = check_random_state(self.random_state)
+        with thread_limits(self._n_threads()):
+            centroids = self._train_coarse(self._train_sample(X, rng), rng)
+        self._set_coarse(centroids, X.shape[1])
+        self._lists = InvertedLists(self.nlist, {"vectors": (X.shape[1], np.float32)})
+        return self
+
+    def add(self, X, ids=None):
+        """Add vectors to the lists of their nearest centroids.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+        ids : array-like of n non-negative ints, optional
+            Default: consecutive numbers after the largest id so far.
+        """
+        X, ids = self._check_add_input(X, ids)
+        if X.shape[0] == 0:
+            return
+        with thread_limits(self._n_threads()):
+            labels = self._quantizer.assign(X)
+            self._lists.add(labels, ids, vectors=X)
+
+    def search(self, Q, k, nprobe=None):
+        """The ``k`` nearest stored vectors of each query among its ``nprobe`` nearest lists.
+
+        Returns
+        -------
+        distances : ndarray of shape (nq, k), float32
+            Squared L2 distances (ascending) or inner products (descending).
+        ids : ndarray of shape (nq, k), int64
+            -1 where fewer than ``k`` vectors were found.
+
+        With ``nprobe == nlist`` the answer is exact (ties go to the smaller id).
+        """
+        Q, k, nprobe = self._check_search_input(Q, k, nprobe)
+        dist = np.empty((Q.shape[0], k), dtype=np.float64)
+        ids = np.empty((Q.shape[0], k), dtype=np.int64)
+        lists = self._lists
+        with thread_limits(self._n_threads()):
+            probes = self._quantizer.probes(Q, nprobe)
+            ivf_flat_search(
+                Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
+                self.metric == "ip", dist, ids,
+            )
+        return self._finish(dist, ids)
+
+    def reconstruct(self, id_):
+        """The stored vector with id ``id_`` (the first one, if the id was added twice)."""
+        self._check_trained("reconstruct")
+        id_ = int(check_ids(id_, 1, "id_")[0])
+        lists = self._lists
+        live = np.flatnonzero(lists.sizes)
+        for l in live:
+            hit = np.flatnonzero(lists.list_ids(l) == id_)
+            if hit.size:
+                return lists.list_data("vectors", l)[hit[0]].copy()
+        raise KeyError(f"id {id_} is not in the index")
+
+    # -- persistence -------------------------------------------------------------------
+
+    def _to_arrays(self):
+        return self._base_meta(), self._base_arrays(["vectors"])
+
+    @classmethod
+    def _from_arrays(cls, archive):
+        params = {name: archive.param(name) for name in cls._param_names()}
+        obj, packed = cls._restore_base(archive, params)
+        if packed is None:
+            return obj
+        sizes, ids = packed
+        d = obj.n_features_in_
+        vectors = archive.array("vectors", dtype=np.float32, shape=(ids.shape[0], d))
+        obj._lists = InvertedLists.from_packed(
+            obj.nlist, {"vectors": (d, np.float32)}, sizes, ids, {"vectors": vectors}
+        )
+        return obj
