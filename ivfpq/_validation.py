@@ -7,6 +7,7 @@ what they are given. Each error names the parameter, what it got and what it acc
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 
@@ -29,7 +30,28 @@ _FLOAT_DTYPES = (np.float32, np.float64)
 
 
 class NotFittedError(ValueError, AttributeError):
-    """Raised when a method needs a fitted estimator or a trained index."""
+    """Raised when a method needs a fitted estimator or a trained index.
+
+    When scikit-learn is loaded in the process, the error raised is also an instance
+    of ``sklearn.exceptions.NotFittedError``, so code written for scikit-learn catches it.
+    """
+
+
+_SKLEARN_COMPATIBLE_NOT_FITTED = None
+
+
+def _not_fitted_error(message: str) -> NotFittedError:
+    # Only code that has imported scikit-learn can name its NotFittedError, so the
+    # combined class is built lazily, and importing ivfpq never imports scikit-learn.
+    global _SKLEARN_COMPATIBLE_NOT_FITTED
+    if "sklearn" not in sys.modules:
+        return NotFittedError(message)
+    if _SKLEARN_COMPATIBLE_NOT_FITTED is None:
+        from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+        _SKLEARN_COMPATIBLE_NOT_FITTED = type("NotFittedError", (NotFittedError, SklearnNotFittedError), {
+            "__module__": __name__, "__doc__": NotFittedError.__doc__})
+    return _SKLEARN_COMPATIBLE_NOT_FITTED(message)
 
 
 def _describe(value) -> str:
@@ -77,7 +99,7 @@ def check_array(
                 f"a real number: {exc}"
             ) from exc
     elif arr.dtype.kind == "c":
-        raise TypeError(f"{name} has complex dtype {arr.dtype}; only real numbers are accepted")
+        raise ValueError(f"{name} has complex dtype {arr.dtype}; Complex data not supported; pass real numbers")
     elif arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} has non-numeric dtype {arr.dtype}; expected float32, float64 or an integer type"
@@ -86,8 +108,8 @@ def check_array(
     if arr.ndim != ndim:
         if ndim == 2 and arr.ndim == 1:
             raise ValueError(
-                f"{name} must be 2-D (n_samples, n_features), got a 1-D array of shape {arr.shape}; "
-                "reshape it with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+                f"{name} must be 2-D (n_samples, n_features), got a 1-D array of shape {arr.shape}. "
+                "Reshape your data with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
             )
         raise ValueError(f"{name} must be {ndim}-D, got {arr.ndim}-D with shape {arr.shape}")
 
@@ -97,7 +119,9 @@ def check_array(
             f"sample{'s' if min_rows != 1 else ''} required"
         )
     if ndim == 2 and arr.shape[1] < min_cols:
-        raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least {min_cols} required")
+        raise ValueError(
+            f"{name} has {arr.shape[1]} feature(s) (shape={arr.shape}) while a minimum of {min_cols} is required."
+        )
 
     if isinstance(dtype, str):
         target = np.dtype(dtype)
@@ -199,17 +223,18 @@ def check_random_state(random_state) -> np.random.Generator:
     )
 
 
-def check_n_features(X: np.ndarray, n_features: int, name: str = "X", fitted_on: str = "fit") -> None:
+def check_n_features(X: np.ndarray, n_features: int, name: str = "X", owner: str = "the model") -> None:
+    """``X`` must have the feature count the object was fitted or trained with."""
     if X.shape[1] != n_features:
         raise ValueError(
-            f"{name} has {X.shape[1]} features, but this object was {fitted_on} with "
-            f"{n_features} features"
+            f"{name} has {X.shape[1]} features, but {owner} is expecting {n_features} "
+            "features as input"
         )
 
 
 def check_is_fitted(obj, attribute: str, what: str = "fit") -> None:
     if not hasattr(obj, attribute):
-        raise NotFittedError(
+        raise _not_fitted_error(
             f"This {type(obj).__name__} instance is not fitted yet; call {what}() before using it"
         )
 

@@ -25,7 +25,7 @@ from .._validation import (
     check_random_state,
     check_sample_weight,
 )
-from ..kernels.distances import sq_norms
+from ..kernels.distances import exact_sq_distances, sq_norms
 from ..kernels.lloyd import cluster_sums
 from .assign import ExactAssigner
 from .init import kmeans_plusplus, random_init
@@ -86,6 +86,17 @@ def _normalize_rows(A):
     return out
 
 
+def cost_from_sums(weighted_sq_norm_total, sums, counts, centers):
+    """Exact weighted cost of a labelling against ``centers``, from its cluster sums.
+
+    sum_i w_i |x_i - c_l(i)|^2 = sum_i w_i |x_i|^2 - 2 sum_c c.S_c + sum_c W_c |c|^2,
+    all in float64: one O(k d) step instead of a pass over the points.
+    """
+    C = centers.astype(np.float64, copy=False)
+    cost = weighted_sq_norm_total - 2.0 * np.einsum("ij,ij->", C, sums) + float(counts @ np.einsum("ij,ij->i", C, C))
+    return max(cost, 0.0)
+
+
 def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
     """Give each empty cluster one of the points farthest from their centroid.
 
@@ -129,7 +140,7 @@ def lloyd(
     Each iteration assigns every point with ``assigner`` and moves each centroid to
     the weighted mean of its points. ``history`` gets one ``(seconds, inertia)``
     pair per iteration: the time since the call began and the inertia of that
-    iteration's assignment. Stops when no label changes, when the squared centroid
+    iteration's assignment (its cost against the centroids it was made with). Stops when no label changes, when the squared centroid
     shift is at most ``tol`` (or, with ``stop_when_allclose``, when the centroids
     are ``allclose`` to the previous ones), or after ``max_iter`` iterations. The
     returned labels and inertia belong to the returned centers.
@@ -140,6 +151,7 @@ def lloyd(
     labels = np.full(n, -1, dtype=np.int64)
     new_labels = np.empty(n, dtype=np.int64)
     sq_dists = np.empty(n, dtype=np.float64)
+    weighted_sq_norm_total = float(weights @ np.einsum("ij,ij->i", X, X, dtype=np.float64))
     state = assigner.new_state(n)
     history, changed_fraction = [], []
     labels_match_centers = False
@@ -148,7 +160,6 @@ def lloyd(
     for iteration in range(max_iter):
         assigner.prepare(centers)
         assigner.assign(X, state, new_labels, sq_dists)
-        inertia = float(np.dot(weights, sq_dists))
         changed = int(np.count_nonzero(new_labels != labels))
         labels, new_labels = new_labels, labels
         if changed == 0:  # strict convergence: the update would not move anything
@@ -157,6 +168,7 @@ def lloyd(
         n_iter = iteration + 1
 
         sums, counts = cluster_sums(X, labels, weights, k)
+        inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
         _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
         updated = centers.astype(np.float64, copy=True)
         filled = counts > 0
@@ -180,7 +192,8 @@ def lloyd(
     if not labels_match_centers:
         assigner.prepare(centers)
         assigner.assign(X, state, labels, sq_dists)
-    inertia = float(np.dot(weights, sq_dists))
+    sums, counts = cluster_sums(X, labels, weights, k)
+    inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
     return LloydResult(centers, labels, inertia, n_iter, history, changed_fraction)
 
 
@@ -414,7 +427,7 @@ class KMeans(_ParamsMixin, Persistable):
     def _prepare_X(self, X, name="X", reset=True):
         X = check_array(X, name)
         if not reset:
-            check_n_features(X, self.n_features_in_, name)
+            check_n_features(X, self.n_features_in_, name, type(self).__name__)
         if self.metric == "cosine":
             norms = sq_norms(X)
             if (norms == 0).any():
@@ -459,7 +472,7 @@ class KMeans(_ParamsMixin, Persistable):
         X = self._prepare_X(X)
         n_clusters, init, n_init, max_iter, tol, n_threads = self._check_params(X)
         weights = check_sample_weight(sample_weight, X.shape[0])
-        tol_abs = float(np.mean(np.var(X, axis=0, dtype=np.float64))) * tol
+        tol_abs = float(np.mean(np.var(X, axis=0, dtype=np.float64))) * tol if tol > 0 else 0.0
         rng = check_random_state(self.random_state)
 
         best = None
@@ -495,12 +508,14 @@ class KMeans(_ParamsMixin, Persistable):
         check_is_fitted(self, "cluster_centers_")
         X = self._prepare_X(X, reset=False)
         centers = self.cluster_centers_.astype(X.dtype, copy=False)
+        centers = np.ascontiguousarray(centers)
         labels = np.empty(X.shape[0], dtype=np.int64)
         sq_dists = np.empty(X.shape[0], dtype=np.float64)
         with thread_limits(resolve_n_threads(self.n_threads)):
             assigner = ExactAssigner()
-            assigner.prepare(np.ascontiguousarray(centers))
+            assigner.prepare(centers)
             assigner.assign(X, None, labels, sq_dists)
+            exact_sq_distances(X, centers, labels, sq_dists)
         return X, labels, sq_dists
 
     def predict(self, X):
