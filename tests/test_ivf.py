@@ -152,7 +152,7 @@ def test_errors(clustered, trained):
         IVFFlat(nlist=4, metric="cosine").train(X)
     with pytest.raises(TypeError, match="nlist must be an integer"):
         IVFFlat(nlist=2.5).train(X)
-    with pytest.raises(ValueError, match="Q has 3 features, but this object was trained with 16"):
+    with pytest.raises(ValueError, match="Q has 3 features, but IVFFlat is expecting 16 features"):
         trained.search(np.zeros((1, 3)), 1)
     with pytest.raises(ValueError, match="k must be an integer >= 1, got 0"):
         trained.search(Q, 0)

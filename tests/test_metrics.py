@@ -43,7 +43,7 @@ def test_ground_truth_validates():
     base = np.zeros((5, 3), dtype=np.float32)
     with pytest.raises(ValueError, match="k must be an integer in \\[1, 5\\]"):
         ground_truth(base, base, 6)
-    with pytest.raises(ValueError, match="queries has 2 features"):
+    with pytest.raises(ValueError, match="queries has 2 features, but the base is expecting 3"):
         ground_truth(base, np.zeros((1, 2)), 1)
     with pytest.raises(ValueError, match="metric must be one of 'l2', 'ip'"):
         ground_truth(base, base, 1, metric="cosine")

@@ -20,7 +20,7 @@ from .._validation import (
     check_random_state,
 )
 from ..cluster.kmeans import KMeans, _ParamsMixin, resolve_n_threads, thread_limits
-from ..kernels.distances import default_block_rows, nearest_centroids, sq_norms
+from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids, sq_norms
 from ..kernels.ivf import ivf_flat_search, ivf_topk_probes
 from ._lists import InvertedLists
 from .metrics import METRICS
@@ -39,6 +39,7 @@ class CoarseQuantizer:
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         self.metric = metric
         self._c_sq = sq_norms(self.centroids)
+        self._augmented = augmented_centroids(self.centroids, self._c_sq)
 
     @property
     def nlist(self):
@@ -50,7 +51,7 @@ class CoarseQuantizer:
         labels = np.empty(n, dtype=np.int64)
         if self.metric == "l2":
             sq = np.empty(n, dtype=np.float64)
-            nearest_centroids(X, self.centroids, labels, sq, None, self._c_sq)
+            nearest_centroids(X, self.centroids, labels, sq, augmented=self._augmented)
         else:
             block = default_block_rows(self.nlist)
             for start in range(0, n, block):
@@ -150,7 +151,7 @@ class _IVFBase(Persistable, _ParamsMixin):
     def _check_add_input(self, X, ids):
         self._check_trained("add")
         X = check_array(X, "X", dtype="float32", min_rows=0)
-        check_n_features(X, self.n_features_in_, "X", fitted_on="trained")
+        check_n_features(X, self.n_features_in_, "X", owner=type(self).__name__)
         if ids is None:
             ids = np.arange(self._next_id, self._next_id + X.shape[0], dtype=np.int64)
         else:
@@ -173,7 +174,7 @@ class _IVFBase(Persistable, _ParamsMixin):
     def _check_search_input(self, Q, k, nprobe):
         self._check_trained("search")
         Q = check_array(Q, "Q", dtype="float32")
-        check_n_features(Q, self.n_features_in_, "Q", fitted_on="trained")
+        check_n_features(Q, self.n_features_in_, "Q", owner=type(self).__name__)
         k = check_positive_int(k, "k")
         nprobe = self.nprobe if nprobe is None else nprobe
         nprobe = min(check_positive_int(nprobe, "nprobe"), self.nlist)

@@ -55,7 +55,7 @@ def ground_truth(base, queries, k, metric="l2", *, block_rows=None, n_threads=No
     """
     base = check_array(base, "base")
     queries = check_array(queries, "queries")
-    check_n_features(queries, base.shape[1], "queries", fitted_on="given base vectors")
+    check_n_features(queries, base.shape[1], "queries", owner="the base")
     k = check_positive_int(k, "k", maximum=base.shape[0])
     check_choice(metric, "metric", METRICS)
     n_base = base.shape[0]
