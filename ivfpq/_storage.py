@@ -33,7 +33,10 @@ import numpy as np
 
 from ._validation import check_path
 
-__all__ = ["FileFormatError", "Archive", "Persistable", "register_format", "save", "load", "read_archive"]
+__all__ = [
+    "FileFormatError", "Archive", "Persistable", "register_format", "save", "load", "load_nested",
+    "read_archive",
+]
 
 _FORMAT_KEY = "ivfpq_format"
 _VERSION_KEY = "ivfpq_version"
@@ -238,6 +241,28 @@ def _build(archive: Archive, cls):
             f"{archive.path!r}: the {archive.format_name!r} file is inconsistent and cannot be loaded "
             f"({type(exc).__name__}: {exc})"
         ) from exc
+
+
+def load_nested(archive: Archive, prefix: str, cls):
+    """Build a ``cls`` object stored inside another object's file under ``prefix``.
+
+    The outer ``_to_arrays`` stores ``meta[prefix] = {"format", "version", "meta"}``
+    and the inner arrays as ``prefix + "." + name``.
+    """
+    header = archive.param(prefix)
+    if not isinstance(header, dict) or header.get("format") != cls._format_name:
+        raise FileFormatError(
+            f"{archive.path!r}: the nested {prefix!r} entry is not a {cls._format_name!r} object"
+        )
+    head = prefix + "."
+    inner = Archive(
+        archive.path,
+        cls._format_name,
+        int(header.get("version", 0)),
+        header.get("meta") or {},
+        {name[len(head):]: value for name, value in archive.arrays.items() if name.startswith(head)},
+    )
+    return _build(inner, cls)
 
 
 def load(path):

@@ -24,6 +24,7 @@ __all__ = [
     "check_is_fitted",
     "check_path",
     "check_ids",
+    "check_bool",
 ]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
@@ -272,3 +273,10 @@ def check_ids(ids, n: int, name: str = "ids") -> np.ndarray:
     if arr.size and arr.min() < 0:
         raise ValueError(f"{name} must be non-negative (-1 marks a missing result), got a minimum of {arr.min()}")
     return arr
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` must be a bool (NumPy bools too); 0/1 and strings are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._storage import Persistable, register_format
+from .._storage import Persistable, load_nested, register_format
 from .._validation import (
     NotFittedError,
     check_array,
+    check_bool,
     check_choice,
     check_ids,
     check_n_features,
@@ -20,12 +21,21 @@ from .._validation import (
     check_random_state,
 )
 from ..cluster.kmeans import KMeans, _ParamsMixin, resolve_n_threads, thread_limits
+from ._threads import fast_thread_limits
 from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids, sq_norms
-from ..kernels.ivf import ivf_flat_search, ivf_topk_probes
+from ..kernels.ivf import (
+    TABLE_PER_LIST,
+    TABLE_PER_QUERY,
+    TABLE_PRECOMPUTED,
+    ivf_flat_search,
+    ivf_pq_search,
+    ivf_topk_probes,
+    rerank_exact,
+)
 from ._lists import InvertedLists
 from .metrics import METRICS
 
-__all__ = ["IVFFlat"]
+__all__ = ["IVFFlat", "IVFPQ"]
 
 
 class CoarseQuantizer:
@@ -40,6 +50,9 @@ class CoarseQuantizer:
         self.metric = metric
         self._c_sq = sq_norms(self.centroids)
         self._augmented = augmented_centroids(self.centroids, self._c_sq)
+        self._scaled_t = np.ascontiguousarray(
+            self.centroids.T * np.float32(-2.0 if metric == "l2" else -1.0)
+        )
 
     @property
     def nlist(self):
@@ -59,20 +72,29 @@ class CoarseQuantizer:
                 labels[start:stop] = (X[start:stop] @ self.centroids.T).argmax(axis=1)
         return labels
 
-    def probes(self, Q, nprobe):
-        """(nq, nprobe) list numbers, best first; ties go to the lower list number."""
+    def probes(self, Q, nprobe, with_scores=False):
+        """(nq, nprobe) list numbers, best first; ties go to the lower list number.
+
+        With ``with_scores``, also their scores (float32): the squared distance
+        ``|q - c|^2`` (L2) or the negated inner product ``-<q, c>`` (IP).
+        """
         nq = Q.shape[0]
         out = np.empty((nq, nprobe), dtype=np.int64)
+        scores_out = np.empty((nq, nprobe), dtype=np.float64)
         block = default_block_rows(self.nlist)
-        scale = np.float32(-2.0 if self.metric == "l2" else -1.0)
-        ct = np.ascontiguousarray(self.centroids.T * scale)
+        ct = self._scaled_t
         for start in range(0, nq, block):
             stop = min(nq, start + block)
             scores = Q[start:stop] @ ct
             if self.metric == "l2":
                 scores += self._c_sq
-            ivf_topk_probes(scores, nprobe, out[start:stop])
-        return out
+            ivf_topk_probes(scores, nprobe, out[start:stop], scores_out[start:stop])
+        if not with_scores:
+            return out
+        if self.metric == "l2":
+            scores_out += sq_norms(Q).astype(np.float64)[:, None]
+            np.maximum(scores_out, 0.0, out=scores_out)
+        return out, scores_out.astype(np.float32)
 
 
 class _IVFBase(Persistable, _ParamsMixin):
@@ -312,7 +334,7 @@ class IVFFlat(_IVFBase):
         X, ids = self._check_add_input(X, ids)
         if X.shape[0] == 0:
             return
-        with thread_limits(self._n_threads()):
+        with fast_thread_limits(self._n_threads()):
             labels = self._quantizer.assign(X)
             self._lists.add(labels, ids, vectors=X)
 
@@ -332,7 +354,7 @@ class IVFFlat(_IVFBase):
         dist = np.empty((Q.shape[0], k), dtype=np.float64)
         ids = np.empty((Q.shape[0], k), dtype=np.int64)
         lists = self._lists
-        with thread_limits(self._n_threads()):
+        with fast_thread_limits(self._n_threads()):
             probes = self._quantizer.probes(Q, nprobe)
             ivf_flat_search(
                 Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
@@ -369,4 +391,336 @@ class IVFFlat(_IVFBase):
         obj._lists = InvertedLists.from_packed(
             obj.nlist, {"vectors": (d, np.float32)}, sizes, ids, {"vectors": vectors}
         )
+        return obj
+
+
+# ----------------------------------------------------------------------------- IVF-PQ
+
+# Precomputed per-list tables (nlist x M x 2**nbits float32) are used up to this size.
+_PRECOMPUTED_TABLE_BYTES = 256 << 20
+# Per-query tables of one search block take at most about this much memory.
+_QUERY_TABLE_BYTES = 32 << 20
+
+
+@register_format("ivf_pq", version=1)
+class IVFPQ(_IVFBase):
+    """Inverted file over product-quantized residuals (or vectors): compact and fast.
+
+    Each vector goes to the list of its nearest centroid ``c`` and is stored as the PQ
+    code of ``x - c`` (``by_residual=True``) or of ``x``: ``M`` bytes at ``nbits=8``.
+    A search scans the probed lists' codes with asymmetric distance tables (ADC);
+    for L2 on residuals the per-list part of the table is precomputed at training,
+    as in faiss, so a probed list costs one table addition and the scan.
+
+    Parameters
+    ----------
+    nlist : int
+        Number of lists (k-means regions).
+    M : int
+        PQ sub-spaces; must divide the dimension. Must equal it for ``codebook="tile"``.
+    nbits : int, default=8
+        Bits per sub-space code (codes are uint8 up to 8 bits, uint16 above).
+    codebook : {"kmeans", "tile"}, default="kmeans"
+        How the PQ codebooks are made (see :class:`ivfpq.ProductQuantizer`).
+    by_residual : bool, default=True
+        Encode ``x - c`` (more accurate) rather than ``x``.
+    metric : {"l2", "ip"}, default="l2"
+    nprobe : int, default=1
+        Lists searched per query when ``search`` is not given one.
+    keep_raw : bool, default=False
+        Also keep the raw vectors (4 d bytes each), so that searches can re-rank
+        candidates exactly (``refine``).
+    refine : int or None, default=None
+        Default re-ranking factor of ``search``: the ``k * refine`` best candidates by
+        ADC are re-ranked by exact distance. Needs ``keep_raw=True``.
+    distribution : str, default="auto"
+        Tile encoder distribution (``codebook="tile"`` only).
+    kmeans_iter : int, default=10
+        Lloyd iterations of the coarse k-means.
+    max_points_per_centroid : int, default=256
+        The coarse k-means trains on at most this many vectors per list.
+    pq_iter : int, default=25
+        Lloyd iterations of each sub-space's k-means (faiss uses 25).
+    pq_init : {"random", "k-means++"}, default="random"
+        Initialisation of the sub-space k-means ("random" as faiss).
+    precompute_tables : {"auto", True, False}, default="auto"
+        Precompute the per-list L2 tables when they take at most 256 MB ("auto").
+    random_state : int or None, default=None
+    n_threads : int or None, default=None
+        Threads for training, adding and searching; results do not depend on it.
+
+    Attributes
+    ----------
+    centroids_ : ndarray of shape (nlist, d), float32
+    pq_ : ProductQuantizer
+        The fitted quantizer of the residuals (or vectors).
+    ntotal : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ivfpq import IVFPQ
+    >>> X = np.random.default_rng(0).standard_normal((5000, 16), dtype=np.float32)
+    >>> index = IVFPQ(nlist=16, M=4, nbits=6, keep_raw=True, random_state=0)
+    >>> index.train(X)
+    >>> index.add(X)
+    >>> distances, ids = index.search(X[:3], k=1, nprobe=16, refine=8)
+    >>> ids.ravel().tolist()
+    [0, 1, 2]
+    """
+
+    def __init__(
+        self,
+        nlist,
+        M,
+        nbits=8,
+        codebook="kmeans",
+        by_residual=True,
+        metric="l2",
+        *,
+        nprobe=1,
+        keep_raw=False,
+        refine=None,
+        distribution="auto",
+        kmeans_iter=10,
+        max_points_per_centroid=256,
+        pq_iter=25,
+        pq_init="random",
+        precompute_tables="auto",
+        random_state=None,
+        n_threads=None,
+    ):
+        self.nlist = nlist
+        self.M = M
+        self.nbits = nbits
+        self.codebook = codebook
+        self.by_residual = by_residual
+        self.metric = metric
+        self.nprobe = nprobe
+        self.keep_raw = keep_raw
+        self.refine = refine
+        self.distribution = distribution
+        self.kmeans_iter = kmeans_iter
+        self.max_points_per_centroid = max_points_per_centroid
+        self.pq_iter = pq_iter
+        self.pq_init = pq_init
+        self.precompute_tables = precompute_tables
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    def _check_params(self):
+        self._check_base_params()
+        check_positive_int(self.M, "M")
+        check_positive_int(self.nbits, "nbits", maximum=16)
+        check_choice(self.codebook, "codebook", ("kmeans", "tile"))
+        check_bool(self.by_residual, "by_residual")
+        check_bool(self.keep_raw, "keep_raw")
+        if self.refine is not None:
+            check_positive_int(self.refine, "refine")
+            if not self.keep_raw:
+                raise ValueError("refine needs the raw vectors: set keep_raw=True or refine=None")
+        check_positive_int(self.pq_iter, "pq_iter")
+        check_choice(self.pq_init, "pq_init", ("random", "k-means++"))
+        if not (isinstance(self.precompute_tables, str) and self.precompute_tables == "auto"):
+            check_bool(self.precompute_tables, "precompute_tables")
+
+    def _make_pq(self, seed):
+        from ..quantize.pq import ProductQuantizer
+
+        return ProductQuantizer(
+            self.M, self.nbits, codebook=self.codebook, distribution=self.distribution,
+            metric="l2", init=self.pq_init, max_iter=self.pq_iter, max_train_points=None,
+            random_state=seed, n_threads=self.n_threads,
+        )
+
+    # -- training ----------------------------------------------------------------------
+
+    def train(self, X):
+        """Learn the coarse centroids and the PQ codebooks of the residuals; empties the index."""
+        X = self._check_train_input(X)
+        n, d = X.shape
+        if d % self.M:
+            raise ValueError(f"M={self.M} must divide the dimension d={d}")
+        if self.codebook == "tile" and self.M != d:
+            raise ValueError(
+                f"codebook='tile' encodes one dimension per segment, so M must equal d={d}; got M={self.M}"
+            )
+        rng = check_random_state(self.random_state)
+        with thread_limits(self._n_threads()):
+            centroids = self._train_coarse(self._train_sample(X, rng), rng)
+            self._set_coarse(centroids, d)
+            # The PQ trains on at most 256 vectors per code word, as faiss's does.
+            limit = 256 * (1 << self.nbits)
+            sample = X if n <= limit else X[np.sort(rng.choice(n, size=limit, replace=False))]
+            if self.by_residual:
+                sample = sample - self.centroids_[self._quantizer.assign(sample)]
+            pq = self._make_pq(int(rng.integers(0, 2**31 - 1)))
+            pq.fit(sample)
+        self._set_pq(pq)
+        self._new_lists()
+        return self
+
+    def _new_lists(self):
+        payloads = {"codes": (self.M, self.pq_.code_dtype)}
+        if self.keep_raw:
+            payloads["vectors"] = (self.n_features_in_, np.float32)
+        self._lists = InvertedLists(self.nlist, payloads)
+
+    def _set_pq(self, pq):
+        self.pq_ = pq
+        codebooks = np.ascontiguousarray(pq.codebooks_, dtype=np.float32)
+        self._codebooks = codebooks
+        M, K, dsub = codebooks.shape
+        self._mode = TABLE_PER_QUERY
+        self._list_tables = np.zeros((0, M, K), dtype=np.float32)
+        if self.by_residual and self.metric == "l2":
+            size = self.nlist * M * K * 4
+            auto = isinstance(self.precompute_tables, str)
+            if (auto and size <= _PRECOMPUTED_TABLE_BYTES) or (not auto and self.precompute_tables):
+                self._mode = TABLE_PRECOMPUTED
+                # |r|^2 + 2 <c, r> for every list c and code word r of each sub-space
+                C = self.centroids_.reshape(self.nlist, M, dsub).transpose(1, 0, 2)
+                cross = np.matmul(C, codebooks.transpose(0, 2, 1))  # (M, nlist, K)
+                norms = np.einsum("mkd,mkd->mk", codebooks, codebooks)
+                tables = 2.0 * cross + norms[:, None, :]
+                self._list_tables = np.ascontiguousarray(tables.transpose(1, 0, 2), dtype=np.float32)
+            else:
+                self._mode = TABLE_PER_LIST
+
+    # -- adding ------------------------------------------------------------------------
+
+    def add(self, X, ids=None):
+        """Encode and add vectors to the lists of their nearest centroids.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+        ids : array-like of n non-negative ints, optional
+            Default: consecutive numbers after the largest id so far.
+        """
+        X, ids = self._check_add_input(X, ids)
+        if X.shape[0] == 0:
+            return
+        with fast_thread_limits(self._n_threads()):
+            labels = self._quantizer.assign(X)
+            residuals = X - self.centroids_[labels] if self.by_residual else X
+        codes = self.pq_.encode(residuals)
+        rows = {"codes": codes}
+        if self.keep_raw:
+            rows["vectors"] = X
+        self._lists.add(labels, ids, **rows)
+
+    # -- searching ---------------------------------------------------------------------
+
+    def _query_tables(self, Q):
+        """Per-query tables (nq, M, K) and how the kernel must use them."""
+        codebooks = self._codebooks
+        M, K, dsub = codebooks.shape
+        Qs = Q.reshape(Q.shape[0], M, dsub).transpose(1, 0, 2)
+        dots = np.matmul(Qs, codebooks.transpose(0, 2, 1))  # (M, nq, K)
+        if self._mode == TABLE_PRECOMPUTED:
+            tables = -2.0 * dots
+        elif self._mode == TABLE_PER_LIST:
+            tables = np.zeros((M, Q.shape[0], K), dtype=np.float32)  # unused by the kernel
+        elif self.metric == "ip":
+            tables = -dots
+        else:
+            q_sq = np.einsum("mqd,mqd->mq", Qs, Qs)
+            c_sq = np.einsum("mkd,mkd->mk", codebooks, codebooks)
+            tables = q_sq[:, :, None] - 2.0 * dots + c_sq[:, None, :]
+        return np.ascontiguousarray(tables.transpose(1, 0, 2), dtype=np.float32)
+
+    def search(self, Q, k, nprobe=None, refine=None):
+        """The ``k`` nearest stored vectors of each query among its ``nprobe`` nearest lists.
+
+        Parameters
+        ----------
+        Q : array-like of shape (nq, d)
+        k : int
+        nprobe : int, optional
+            Default: the index's ``nprobe``; clipped to ``nlist``.
+        refine : int, optional
+            Re-rank the ``k * refine`` best candidates by ADC with exact distances to
+            the raw vectors (needs ``keep_raw=True``). Default: the index's ``refine``.
+
+        Returns
+        -------
+        distances : ndarray of shape (nq, k), float32
+            Estimated (or, with ``refine``, exact) squared L2 distances ascending, or
+            inner products descending.
+        ids : ndarray of shape (nq, k), int64
+            -1 where fewer than ``k`` vectors were found.
+        """
+        Q, k, nprobe = self._check_search_input(Q, k, nprobe)
+        refine = self.refine if refine is None else refine
+        if refine is not None:
+            refine = check_positive_int(refine, "refine")
+            if not self.keep_raw:
+                raise ValueError(
+                    "refine needs the raw vectors, but this index was built with keep_raw=False"
+                )
+        kk = k * refine if refine else k
+        nq = Q.shape[0]
+        M, K, _ = self._codebooks.shape
+        out_dist = np.empty((nq, k), dtype=np.float64)
+        out_ids = np.empty((nq, k), dtype=np.int64)
+        lists = self._lists
+        block = max(1, _QUERY_TABLE_BYTES // (M * K * 4))
+        with fast_thread_limits(self._n_threads()):
+            for start in range(0, nq, block):
+                stop = min(nq, start + block)
+                Qb = Q[start:stop]
+                probes, coarse = self._quantizer.probes(Qb, nprobe, with_scores=True)
+                if not self.by_residual or self._mode == TABLE_PER_LIST:
+                    coarse = np.zeros_like(coarse)
+                tables = self._query_tables(Qb)
+                dist = np.empty((stop - start, kk), dtype=np.float64)
+                ids = np.empty((stop - start, kk), dtype=np.int64)
+                rows = np.empty((stop - start, kk), dtype=np.int64)
+                ivf_pq_search(
+                    probes, coarse, tables, self._list_tables, self.centroids_, self._codebooks,
+                    Qb, self._mode, lists.data["codes"], lists.ids, lists.offsets, lists.sizes,
+                    dist, ids, rows,
+                )
+                if refine:
+                    rerank_exact(Qb, rows, ids, lists.data["vectors"], self.metric == "ip",
+                                 out_dist[start:stop], out_ids[start:stop])
+                else:
+                    out_dist[start:stop] = dist
+                    out_ids[start:stop] = ids
+        return self._finish(out_dist, out_ids)
+
+    # -- persistence -------------------------------------------------------------------
+
+    def _to_arrays(self):
+        meta = self._base_meta()
+        payloads = ["codes"] + (["vectors"] if self.keep_raw else [])
+        arrays = self._base_arrays(payloads)
+        if self.is_trained:
+            pq_meta, pq_arrays = self.pq_._to_arrays()
+            meta["pq"] = {"format": self.pq_._format_name, "version": self.pq_._format_version,
+                          "meta": pq_meta}
+            arrays.update({"pq." + name: value for name, value in pq_arrays.items()})
+        return meta, arrays
+
+    @classmethod
+    def _from_arrays(cls, archive):
+        from ..quantize.pq import ProductQuantizer
+
+        params = {name: archive.param(name) for name in cls._param_names()}
+        obj, packed = cls._restore_base(archive, params)
+        if packed is None:
+            return obj
+        sizes, ids = packed
+        pq = load_nested(archive, "pq", ProductQuantizer)
+        d = obj.n_features_in_
+        if pq.codebooks_.shape[0] != obj.M or pq.n_features_in_ != d:
+            raise ValueError("the stored quantizer does not match the index's M and dimension")
+        obj._set_pq(pq)
+        payloads = {"codes": (obj.M, pq.code_dtype)}
+        data = {"codes": archive.array("codes", dtype=pq.code_dtype, shape=(ids.shape[0], obj.M))}
+        if obj.keep_raw:
+            payloads["vectors"] = (d, np.float32)
+            data["vectors"] = archive.array("vectors", dtype=np.float32, shape=(ids.shape[0], d))
+        obj._lists = InvertedLists.from_packed(obj.nlist, payloads, sizes, ids, data)
         return obj
