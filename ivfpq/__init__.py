@@ -3,18 +3,22 @@
 from ._storage import FileFormatError, load
 from ._validation import NotFittedError
 from .cluster import KMeans, kmeans
-from .index import IVFFlat, ground_truth, recall
+from .quantize import ProductQuantizer, TileEncoder
+from .index import IVFFlat, IVFPQ, ground_truth, recall
 
 __version__ = "0.1.0"
 
 __all__ = [
     "KMeans",
     "NotFittedError",
+    "ProductQuantizer",
+    "TileEncoder",
     "kmeans",
     "__version__",
     "FileFormatError",
     "load",
     "IVFFlat",
+    "IVFPQ",
     "ground_truth",
     "recall",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "check_random_state",
     "check_n_features",
     "check_is_fitted",
+    "check_codes",
     "check_path",
     "check_ids",
     "check_bool",
@@ -238,6 +239,43 @@ def check_is_fitted(obj, attribute: str, what: str = "fit") -> None:
         raise _not_fitted_error(
             f"This {type(obj).__name__} instance is not fitted yet; call {what}() before using it"
         )
+
+
+def check_codes(codes, n_subspaces: int, nbits: int, name: str = "codes") -> np.ndarray:
+    """PQ codes as a C-contiguous ``(n, n_subspaces)`` array of the code dtype.
+
+    The code dtype is uint8 for ``nbits <= 8`` and uint16 up to 16. Any integer
+    array is accepted when every entry lies in ``[0, 2**nbits - 1]``; other dtypes
+    raise ``TypeError``, out-of-range entries or a wrong width ``ValueError``.
+    """
+    if codes is None:
+        raise TypeError(f"{name} must be an integer array of shape (n, {n_subspaces}), got None")
+    arr = np.asarray(codes)
+    if arr.dtype.kind not in "ui" or arr.dtype == np.bool_:
+        raise TypeError(
+            f"{name} must hold integer codes (uint8 for nbits <= 8, uint16 up to 16), "
+            f"got dtype {arr.dtype}"
+        )
+    if arr.ndim != 2 or arr.shape[1] != n_subspaces:
+        raise ValueError(
+            f"{name} must have shape (n, M) = (n, {n_subspaces}), got shape {arr.shape}"
+        )
+    target = np.dtype(np.uint8 if nbits <= 8 else np.uint16)
+    if arr.size and arr.dtype != target:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > (1 << nbits) - 1:
+            raise ValueError(
+                f"{name} has entries in [{lo}, {hi}]; with nbits={nbits} codes must lie in "
+                f"[0, {(1 << nbits) - 1}]"
+            )
+    elif arr.size and nbits not in (8, 16):
+        hi = int(arr.max())
+        if hi > (1 << nbits) - 1:
+            raise ValueError(
+                f"{name} has a maximum entry of {hi}; with nbits={nbits} codes must lie in "
+                f"[0, {(1 << nbits) - 1}]"
+            )
+    return np.ascontiguousarray(arr, dtype=target)
 
 
 def check_path(path, name: str = "path"):

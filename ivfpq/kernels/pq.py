@@ -1,0 +1,424 @@
+"""Product-quantization kernels: encode, decode, distance tables, ADC scans with a top-k heap.
+
+Contracts shared by every function here (callers validate, kernels trust):
+
+* ``codebooks`` has shape ``(M, K, dsub)``, float32, C-contiguous: ``K = 2**nbits``
+  centroids for each of the ``M`` sub-spaces; sub-space ``m`` holds the features
+  ``m*dsub : (m+1)*dsub``. ``d = M * dsub``.
+* ``codes`` has shape ``(n, M)``, C-contiguous, uint8 (``nbits <= 8``) or uint16
+  (``nbits <= 16``); every entry is ``< K``. Row ``i`` is the code of vector ``i``.
+* ``tables`` has shape ``(nq, M, K)`` (or ``(M, K)`` for one query), float32,
+  C-contiguous: ``tables[q, m, c]`` is the contribution of centroid ``c`` of sub-space
+  ``m`` to the distance from query ``q``. The asymmetric distance (ADC) of code row
+  ``i`` is ``sum_m tables[q, m, codes[i, m]]``, summed in float32 in the order
+  ``m = 0..M-1`` by every kernel (tables are built with float64 sums).
+* The scans always keep the *smallest* sums. For inner product (larger is better)
+  pass the negated tables and negate the distances that come back.
+* Top-k results are the ``k`` smallest ``(distance, id)`` pairs in lexicographic
+  order (ties go to the lower id), sorted ascending. Rows with fewer than ``k``
+  candidates are padded with ``(inf, -1)``. They do not depend on the thread count or
+  on how the scan was split into blocks.
+
+Nothing here allocates per code; every kernel writes into arrays the caller owns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = [
+    "encode_by_edges",
+    "encode_nearest",
+    "decode",
+    "distance_tables_l2",
+    "distance_tables_ip",
+    "adc_distances",
+    "adc_topk",
+    "adc_scan_into_heap",
+    "heap_init",
+    "heap_push",
+    "heap_sort",
+    "DEFAULT_SCAN_BLOCK",
+]
+
+# Codes per block when a few queries are spread over threads (fewer queries than
+# threads). Fixed, so that the blocks, and hence the results, never depend on threads.
+DEFAULT_SCAN_BLOCK = 65536
+
+
+# ----------------------------------------------------------------------------- encode
+
+
+@njit(parallel=True, cache=True)
+def encode_by_edges(X, edges, codes):
+    """One dimension per segment: ``codes[i, j]`` = the bin of ``X[i, j]`` among ``edges[j]``.
+
+    ``X`` is ``(n, d)`` float32 or float64; ``edges`` is ``(d, K-1)`` float64 and
+    non-decreasing along each row: bin ``c`` is ``[edges[j, c-1], edges[j, c])``.
+    The code is the number of edges strictly below ``x``, so it is always in
+    ``[0, K-1]``: values below the first edge get 0, values at or above the last get
+    ``K-1`` (this is the clamping). When ``x`` equals ``t`` edges exactly (an atom of
+    the distribution spans ``t`` bins), the code is the middle one,
+    ``count_below + (t + 1) // 2``; for ``t = 1`` that is ``floor(K * F(x))``.
+
+    With ``edges`` the midpoints between sorted 1-D centroids this is exact
+    nearest-centroid assignment; with ``edges[j, c-1] = F_j^{-1}(c / K)`` it is the
+    tile encoder's ``floor(K * F_j(x))``. ``K`` must be a power of two.
+    """
+    n, d = X.shape
+    n_edges = edges.shape[1]
+    half = (n_edges + 1) >> 1
+    for i in prange(n):
+        for j in range(d):
+            x = np.float64(X[i, j])
+            # Branch-free binary search over K-1 sorted edges (K a power of two):
+            # afterwards `pos` is the number of edges < x.
+            pos = 0
+            step = half
+            while step > 0:
+                if edges[j, pos + step - 1] < x:
+                    pos += step
+                step >>= 1
+            if pos < n_edges and edges[j, pos] == x:
+                lo = pos
+                hi = n_edges
+                while lo < hi:  # first edge > x
+                    mid = (lo + hi) >> 1
+                    if edges[j, mid] <= x:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                pos += (lo - pos + 1) >> 1
+            codes[i, j] = pos
+
+
+@njit(parallel=True, cache=True)
+def _nearest_codes(X, codebooks, codebooks_t, c_sq, c_sq_max, codes):
+    """Exact nearest centroid per segment; ``codebooks_t`` is ``(M, dsub, K)``.
+
+    A float32 pass scores all K centroids with ``|c|^2 - 2 x.c`` (SIMD over the
+    centroids). That expansion can misorder nearly equidistant centroids, so every
+    centroid whose score is within a bound on its rounding error of the best is
+    rescored as ``|x - c|^2`` in float64; the smallest wins, ties to the lower id.
+    Usually only the winner is rescored.
+    """
+    n = X.shape[0]
+    M, dsub, K = codebooks_t.shape
+    eps = 4.0 * (dsub + 2) * 1.2e-7  # twice a bound on one score's rounding error
+    chunk = 256
+    for ch in prange((n + chunk - 1) // chunk):
+        score = np.empty(K, dtype=np.float32)
+        for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
+            for m in range(M):
+                x_sq = 0.0
+                for c in range(K):
+                    score[c] = c_sq[m, c]
+                for t in range(dsub):
+                    xt = X[i, m * dsub + t]
+                    x_sq += np.float64(xt) * np.float64(xt)
+                    xv = np.float32(-2.0) * np.float32(xt)
+                    for c in range(K):
+                        score[c] += xv * codebooks_t[m, t, c]
+                best_score = score[0]
+                for c in range(1, K):
+                    if score[c] < best_score:
+                        best_score = score[c]
+                slack = eps * (x_sq + c_sq_max[m]) + 1e-30
+                best = -1
+                best_d = np.inf
+                for c in range(K):
+                    if score[c] <= best_score + slack:
+                        acc = 0.0
+                        for t in range(dsub):
+                            diff = np.float64(X[i, m * dsub + t]) - np.float64(codebooks[m, c, t])
+                            acc += diff * diff
+                        if acc < best_d:
+                            best_d = acc
+                            best = c
+                codes[i, m] = best
+
+
+def encode_nearest(X, codebooks, codes):
+    """Nearest centroid (squared L2) in each sub-space: ``codes[i, m]``.
+
+    ``X`` is ``(n, M*dsub)`` float32 or float64; ``codebooks`` ``(M, K, dsub)`` float32;
+    ``codes`` ``(n, M)`` uint8/uint16, filled in place. Exact: the winner is confirmed
+    in float64 (ties to the lower centroid id), so a vector equal to a centroid
+    encodes to it. Cost O(n * K * d); parallel over rows.
+    """
+    codebooks_t = np.ascontiguousarray(codebooks.transpose(0, 2, 1))
+    c_sq64 = np.einsum("mkt,mkt->mk", codebooks, codebooks, dtype=np.float64)
+    _nearest_codes(X, codebooks, codebooks_t, c_sq64.astype(np.float32), c_sq64.max(axis=1), codes)
+    return codes
+
+
+# ----------------------------------------------------------------------------- decode
+
+
+@njit(parallel=True, cache=True)
+def decode(codes, codebooks, out):
+    """``out[i, m*dsub:(m+1)*dsub] = codebooks[m, codes[i, m]]``; ``out`` is ``(n, d)``."""
+    n, M = codes.shape
+    dsub = codebooks.shape[2]
+    for i in prange(n):
+        for m in range(M):
+            c = codes[i, m]
+            for t in range(dsub):
+                out[i, m * dsub + t] = codebooks[m, c, t]
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@njit(parallel=True, cache=True)
+def distance_tables_l2(Q, codebooks, tables):
+    """``tables[q, m, c] = |Q[q, sub m] - codebooks[m, c]|^2`` (float64 sums, stored float32)."""
+    nq = Q.shape[0]
+    M, K, dsub = codebooks.shape
+    for q in prange(nq):
+        for m in range(M):
+            for c in range(K):
+                acc = 0.0
+                for t in range(dsub):
+                    diff = np.float64(Q[q, m * dsub + t]) - np.float64(codebooks[m, c, t])
+                    acc += diff * diff
+                tables[q, m, c] = acc
+
+
+@njit(parallel=True, cache=True)
+def distance_tables_ip(Q, codebooks, tables):
+    """``tables[q, m, c] = <Q[q, sub m], codebooks[m, c]>`` (float64 sums, stored float32)."""
+    nq = Q.shape[0]
+    M, K, dsub = codebooks.shape
+    for q in prange(nq):
+        for m in range(M):
+            for c in range(K):
+                acc = 0.0
+                for t in range(dsub):
+                    acc += np.float64(Q[q, m * dsub + t]) * np.float64(codebooks[m, c, t])
+                tables[q, m, c] = acc
+
+
+# ----------------------------------------------------------------------------- ADC
+
+
+@njit(cache=True)
+def _adc_row(codes, i, table):
+    """``sum_m table[m, codes[i, m]]``, summed in float32 in the order m = 0, 1, ..., M-1.
+
+    Float32 like the tables: a float64 sum costs a conversion per lookup (about 15%
+    of the scan) and buys nothing, since every term is a float32 estimate. The order
+    is fixed (no fastmath), so a distance never depends on which kernel computed it.
+    """
+    acc = np.float32(0.0)
+    for m in range(codes.shape[1]):
+        acc += table[m, codes[i, m]]
+    return acc
+
+
+@njit(cache=True)
+def _adc_4rows(codes, i, table):
+    """``_adc_row`` for rows i..i+3 at once: four independent chains of loads and adds."""
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    for m in range(codes.shape[1]):
+        a0 += table[m, codes[i, m]]
+        a1 += table[m, codes[i + 1, m]]
+        a2 += table[m, codes[i + 2, m]]
+        a3 += table[m, codes[i + 3, m]]
+    return a0, a1, a2, a3
+
+
+@njit(parallel=True, cache=True)
+def adc_distances(codes, table, out):
+    """ADC distances of every code row to one query: ``out[i] = sum_m table[m, codes[i, m]]``.
+
+    ``table`` is ``(M, K)`` float32; ``out`` is ``(n,)`` float32. The sums are the
+    same, bit for bit, as the distances the top-k scans report.
+    """
+    n = codes.shape[0]
+    for i in prange(n):
+        out[i] = _adc_row(codes, i, table)
+
+
+# -- a max-heap of (distance, id) pairs, largest pair at the root ----------------------
+
+
+@njit(cache=True)
+def _greater(d1, i1, d2, i2):
+    return d1 > d2 or (d1 == d2 and i1 > i2)
+
+
+@njit(cache=True)
+def heap_init(heap_dist, heap_ids):
+    """Empty heap: every slot ``(inf, -1)``."""
+    for s in range(heap_dist.shape[0]):
+        heap_dist[s] = np.inf
+        heap_ids[s] = -1
+
+
+@njit(cache=True)
+def heap_push(heap_dist, heap_ids, dist, idx):
+    """Offer ``(dist, idx)`` to a full max-heap of size k; keeps the k smallest pairs.
+
+    Returns True when the pair was taken (it replaced the largest).
+    """
+    k = heap_dist.shape[0]
+    if k == 0 or not _greater(heap_dist[0], heap_ids[0], dist, idx):
+        return False
+    pos = 0
+    while True:
+        child = 2 * pos + 1
+        if child >= k:
+            break
+        right = child + 1
+        if right < k and _greater(heap_dist[right], heap_ids[right], heap_dist[child], heap_ids[child]):
+            child = right
+        if not _greater(heap_dist[child], heap_ids[child], dist, idx):
+            break
+        heap_dist[pos] = heap_dist[child]
+        heap_ids[pos] = heap_ids[child]
+        pos = child
+    heap_dist[pos] = dist
+    heap_ids[pos] = idx
+    return True
+
+
+@njit(cache=True)
+def heap_sort(heap_dist, heap_ids):
+    """Sort a heap's pairs ascending by (distance, id), in place (padding goes last)."""
+    k = heap_dist.shape[0]
+    # Heap sort: repeatedly move the largest pair to the end.
+    for end in range(k - 1, 0, -1):
+        top_d = heap_dist[0]
+        top_i = heap_ids[0]
+        last_d = heap_dist[end]
+        last_i = heap_ids[end]
+        heap_dist[end] = top_d
+        heap_ids[end] = top_i
+        pos = 0
+        while True:
+            child = 2 * pos + 1
+            if child >= end:
+                break
+            right = child + 1
+            if right < end and _greater(heap_dist[right], heap_ids[right], heap_dist[child], heap_ids[child]):
+                child = right
+            if not _greater(heap_dist[child], heap_ids[child], last_d, last_i):
+                break
+            heap_dist[pos] = heap_dist[child]
+            heap_ids[pos] = heap_ids[child]
+            pos = child
+        heap_dist[pos] = last_d
+        heap_ids[pos] = last_i
+    # (inf, -1) padding sorts before real (inf, id) pairs; move it to the end.
+    n_pad = 0
+    for s in range(k):
+        if heap_ids[s] == -1:
+            n_pad += 1
+    if n_pad:
+        w = 0
+        for s in range(k):
+            if heap_ids[s] != -1:
+                heap_dist[w] = heap_dist[s]
+                heap_ids[w] = heap_ids[s]
+                w += 1
+        for s in range(w, k):
+            heap_dist[s] = np.inf
+            heap_ids[s] = -1
+
+
+@njit(cache=True)
+def adc_scan_into_heap(codes, ids, table, heap_dist, heap_ids):
+    """Offer every code row to an existing heap (one query, one thread).
+
+    ``codes`` ``(n, M)``, ``ids`` ``(n,)`` int64: the id reported for row ``i``
+    (e.g. the vector ids of an inverted list), ``table`` ``(M, K)`` float32,
+    ``heap_dist`` float32 / ``heap_ids`` int64 of length k, a max-heap as left by
+    :func:`heap_init` / :func:`heap_push`. Call :func:`heap_sort` when done.
+    IVF-PQ calls this once per probed list with that list's (residual) table.
+    """
+    if heap_dist.shape[0] == 0:
+        return
+    for i in range(codes.shape[0]):
+        dist = _adc_row(codes, i, table)
+        if dist <= heap_dist[0]:
+            heap_push(heap_dist, heap_ids, dist, ids[i])
+
+
+@njit(cache=True)
+def _scan_range(codes, start, stop, table, heap_dist, heap_ids):
+    """Rows ``start..stop-1`` into the heap, ids = row numbers (increasing, so a tie
+    with the root never displaces it and ``<`` suffices)."""
+    i = start
+    while i + 4 <= stop:
+        a0, a1, a2, a3 = _adc_4rows(codes, i, table)
+        if a0 < heap_dist[0]:
+            heap_push(heap_dist, heap_ids, a0, i)
+        if a1 < heap_dist[0]:
+            heap_push(heap_dist, heap_ids, a1, i + 1)
+        if a2 < heap_dist[0]:
+            heap_push(heap_dist, heap_ids, a2, i + 2)
+        if a3 < heap_dist[0]:
+            heap_push(heap_dist, heap_ids, a3, i + 3)
+        i += 4
+    while i < stop:
+        dist = _adc_row(codes, i, table)
+        if dist < heap_dist[0]:
+            heap_push(heap_dist, heap_ids, dist, i)
+        i += 1
+
+
+@njit(parallel=True, cache=True)
+def _topk_by_query(codes, tables, out_dist, out_ids):
+    nq = tables.shape[0]
+    n = codes.shape[0]
+    for q in prange(nq):
+        heap_init(out_dist[q], out_ids[q])
+        _scan_range(codes, 0, n, tables[q], out_dist[q], out_ids[q])
+        heap_sort(out_dist[q], out_ids[q])
+
+
+@njit(parallel=True, cache=True)
+def _topk_by_block(codes, tables, out_dist, out_ids, block):
+    nq, k = out_dist.shape
+    n = codes.shape[0]
+    n_blocks = (n + block - 1) // block
+    part_dist = np.empty((nq, n_blocks, k), dtype=np.float32)
+    part_ids = np.empty((nq, n_blocks, k), dtype=np.int64)
+    for task in prange(nq * n_blocks):
+        q = task // n_blocks
+        b = task % n_blocks
+        heap_init(part_dist[q, b], part_ids[q, b])
+        _scan_range(codes, b * block, min(n, (b + 1) * block), tables[q],
+                    part_dist[q, b], part_ids[q, b])
+    for q in range(nq):  # merge in block order; the result is the same as one scan
+        heap_init(out_dist[q], out_ids[q])
+        for b in range(n_blocks):
+            for s in range(k):
+                if part_ids[q, b, s] >= 0:
+                    heap_push(out_dist[q], out_ids[q], part_dist[q, b, s], part_ids[q, b, s])
+        heap_sort(out_dist[q], out_ids[q])
+
+
+def adc_topk(codes, tables, out_dist, out_ids, n_threads=1, block=DEFAULT_SCAN_BLOCK):
+    """Brute-force ADC search: the k smallest ``sum_m tables[q, m, codes[i, m]]`` per query.
+
+    ``codes`` ``(n, M)`` uint8/uint16; ``tables`` ``(nq, M, K)`` float32;
+    ``out_dist`` ``(nq, k)`` float32 and ``out_ids`` ``(nq, k)`` int64 are filled with
+    each query's k smallest (distance, id) pairs, ascending, padded with
+    ``(inf, -1)`` when ``k > n``. Parallel over queries when there are at least
+    ``n_threads`` of them, otherwise over (query, block of ``block`` codes) tasks whose
+    heaps are merged in block order. Either way the result is the same.
+    """
+    nq = tables.shape[0]
+    if out_dist.shape[1] == 0 or nq == 0:
+        return out_dist, out_ids
+    if nq >= n_threads or codes.shape[0] <= block:
+        _topk_by_query(codes, tables, out_dist, out_ids)
+    else:
+        _topk_by_block(codes, tables, out_dist, out_ids, block)
+    return out_dist, out_ids
