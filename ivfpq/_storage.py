@@ -243,6 +243,86 @@ def _build(archive: Archive, cls):
         ) from exc
 
 
+def params_state(obj):
+    """(meta, arrays) of ``obj.get_params()``: arrays apart, unstorable values as None.
+
+    A Generator or RandomState given as ``random_state`` cannot be stored; the loaded
+    object gets None there (its fitted state is stored in full, so nothing is lost
+    but the ability to repeat a fit with the same stream).
+    """
+    meta, arrays = {"params": {}, "array_params": []}, {}
+    for name, value in obj.get_params().items():
+        if isinstance(value, np.ndarray):
+            arrays["param." + name] = value
+            meta["array_params"].append(name)
+        elif value is None or isinstance(value, (bool, int, float, str, np.integer, np.floating, np.bool_)):
+            meta["params"][name] = value
+        else:
+            meta["params"][name] = None
+    return meta, arrays
+
+
+def params_from_state(cls, archive: Archive):
+    """Keyword arguments for ``cls(...)`` from what :func:`params_state` stored."""
+    known = set(cls._param_names())
+    stored = archive.param("params")
+    if not isinstance(stored, dict):
+        raise FileFormatError(f"{archive.path!r}: the parameters entry is damaged")
+    params = {k: v for k, v in stored.items() if k in known}
+    for name in archive.param("array_params"):
+        if name in known:
+            params[name] = archive.array("param." + name)
+    return params
+
+
+def attributes_state(obj, names, meta, arrays):
+    """Store the fitted attributes ``names`` of ``obj`` into ``meta`` and ``arrays``.
+
+    Arrays go to ``arrays["attr." + name]``; None, numbers and strings to
+    ``meta["attrs"]``. A persistable attribute (e.g. a fitted sub-estimator) is nested.
+    """
+    attrs = meta.setdefault("attrs", {})
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, np.ndarray):
+            arrays["attr." + name] = value
+            attrs[name] = {"kind": "array"}
+        elif isinstance(value, Persistable):
+            inner_meta, inner_arrays = value._to_arrays()
+            attrs[name] = {"kind": "object", "format": value._format_name,
+                           "version": value._format_version, "meta": inner_meta}
+            arrays.update({f"obj.{name}.{k}": v for k, v in inner_arrays.items()})
+        else:
+            attrs[name] = {"kind": "value", "value": _jsonable(value)}
+
+
+def restore_attributes(obj, archive: Archive, names):
+    """Set the attributes stored by :func:`attributes_state` on ``obj``."""
+    attrs = archive.param("attrs")
+    for name in names:
+        entry = attrs.get(name) if isinstance(attrs, dict) else None
+        if not isinstance(entry, dict):
+            raise FileFormatError(f"{archive.path!r}: the attribute {name!r} is missing")
+        kind = entry.get("kind")
+        if kind == "array":
+            value = archive.array("attr." + name)
+        elif kind == "object":
+            cls = _FORMATS.get(entry.get("format"))
+            if cls is None:
+                raise FileFormatError(f"{archive.path!r}: attribute {name!r} has an unknown format")
+            head = f"obj.{name}."
+            inner = Archive(
+                archive.path, cls._format_name, int(entry.get("version", 0)), entry.get("meta") or {},
+                {k[len(head):]: v for k, v in archive.arrays.items() if k.startswith(head)},
+            )
+            value = _build(inner, cls)
+        elif kind == "value":
+            value = entry.get("value")
+        else:
+            raise FileFormatError(f"{archive.path!r}: the attribute {name!r} is damaged")
+        setattr(obj, name, value)
+
+
 def load_nested(archive: Archive, prefix: str, cls):
     """Build a ``cls`` object stored inside another object's file under ``prefix``.
 

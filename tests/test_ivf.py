@@ -199,3 +199,105 @@ def test_inverted_lists_keep_contents_through_growth_and_removal():
             assert label == l
             np.testing.assert_array_equal(lists.list_data("v", l)[pos], v)
             np.testing.assert_array_equal(lists.list_data("c", l)[pos], c)
+
+
+# ----------------------------------------------------------------------------- IVFPQ
+
+from ivfpq import IVFPQ  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pq_data():
+    rng = np.random.default_rng(3)
+    centers = rng.standard_normal((30, 16)).astype(np.float32) * 4
+    X = centers[rng.integers(0, 30, 4000)] + rng.standard_normal((4000, 16), dtype=np.float32)
+    return X[:3800], X[3800:]
+
+
+def _adc_reference(index, Q, ids_found):
+    """|q - (c + decode(code))|^2 for each returned id, from the public pieces."""
+    lists = index._lists
+    out = np.empty(ids_found.shape)
+    for qi in range(Q.shape[0]):
+        for t, i in enumerate(ids_found[qi]):
+            for l in range(index.nlist):
+                hit = np.flatnonzero(lists.list_ids(l) == i)
+                if hit.size:
+                    code = lists.list_data("codes", l)[hit[:1]]
+                    recon = index.pq_.decode(code)[0]
+                    if index.by_residual:
+                        recon = recon + index.centroids_[l]
+                    out[qi, t] = ((Q[qi].astype(np.float64) - recon) ** 2).sum()
+    return out
+
+
+@pytest.mark.parametrize("options", [
+    dict(), dict(precompute_tables=False), dict(by_residual=False),
+])
+def test_ivfpq_distances_are_adc_to_the_reconstruction(pq_data, options):
+    X, Q = pq_data
+    index = IVFPQ(nlist=8, M=4, nbits=5, random_state=0, **options)
+    index.train(X)
+    index.add(X)
+    dist, ids = index.search(Q[:10], 5, nprobe=3)
+    np.testing.assert_allclose(dist, _adc_reference(index, Q[:10], ids), rtol=1e-4, atol=1e-3)
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
+def test_ivfpq_table_modes_agree(pq_data):
+    X, Q = pq_data
+    results = []
+    for pre in (True, False):
+        index = IVFPQ(nlist=8, M=4, nbits=5, precompute_tables=pre, random_state=0)
+        index.train(X)
+        index.add(X)
+        results.append(index.search(Q, 10, nprobe=4))
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_ivfpq_recall_and_exact_refine(pq_data, metric):
+    X, Q = pq_data
+    index = IVFPQ(nlist=8, M=8, nbits=6, metric=metric, keep_raw=True, random_state=0)
+    index.train(X)
+    index.add(X)
+    _, truth = ground_truth(X, Q, 10, metric)
+    plain = recall(index.search(Q, 10, nprobe=8)[1], truth, 10)
+    refined_dist, refined_ids = index.search(Q, 10, nprobe=8, refine=20)
+    assert plain > 0.4
+    assert recall(refined_ids, truth, 10) > max(plain, 0.97)
+    # re-ranked distances are exact
+    exact = ((Q[:, None, :].astype(np.float64) - X[refined_ids]) ** 2).sum(-1) if metric == "l2" \
+        else np.einsum("qd,qkd->qk", Q.astype(np.float64), X[refined_ids].astype(np.float64))
+    np.testing.assert_allclose(refined_dist, exact, rtol=1e-5, atol=1e-3)
+
+
+def test_ivfpq_tile_codebook_and_remove(pq_data):
+    X, Q = pq_data
+    index = IVFPQ(nlist=8, M=16, codebook="tile", random_state=0)
+    index.train(X)
+    index.add(X[:2000])
+    index.add(X[2000:])
+    _, truth = ground_truth(X, Q, 10)
+    assert recall(index.search(Q, 10, nprobe=8)[1], truth, 10) > 0.8
+    assert index.remove(np.arange(0, 3800, 2)) == 1900 and index.ntotal == 1900
+    _, ids = index.search(Q, 20, nprobe=8)
+    assert (ids % 2 == 1).all()
+
+
+def test_ivfpq_errors(pq_data):
+    X, Q = pq_data
+    with pytest.raises(ValueError, match="M=5 must divide the dimension d=16"):
+        IVFPQ(nlist=4, M=5).train(X)
+    with pytest.raises(ValueError, match="M must equal d=16"):
+        IVFPQ(nlist=4, M=4, codebook="tile").train(X)
+    with pytest.raises(ValueError, match="refine needs the raw vectors"):
+        IVFPQ(nlist=4, M=4, refine=4).train(X)
+    index = IVFPQ(nlist=4, M=4, nbits=4, random_state=0)
+    index.train(X)
+    index.add(X[:100])
+    with pytest.raises(ValueError, match="built with keep_raw=False"):
+        index.search(Q, 1, refine=2)
+    with pytest.raises(TypeError, match="by_residual must be True or False"):
+        IVFPQ(nlist=4, M=4, by_residual=1).train(X)

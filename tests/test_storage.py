@@ -180,3 +180,33 @@ def test_path_errors(tmp_path, ivf):
         ivf.save(None)
     with pytest.raises(IsADirectoryError):
         ivfpq.load(tmp_path)
+
+
+def test_ivfpq_round_trip(tmp_path, data):
+    index = ivfpq.IVFPQ(nlist=4, M=4, nbits=5, keep_raw=True, random_state=0)
+    index.train(data)
+    index.add(data)
+    loaded = ivfpq.load(index.save(tmp_path / "ivfpq.npz"))
+    assert isinstance(loaded, ivfpq.IVFPQ) and isinstance(loaded.pq_, ivfpq.ProductQuantizer)
+    for refine in (None, 4):
+        d1, i1 = index.search(data[:20], 5, nprobe=2, refine=refine)
+        d2, i2 = loaded.search(data[:20], 5, nprobe=2, refine=refine)
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_array_equal(d1, d2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ivfpq.ProductQuantizer(M=4, nbits=4, random_state=0),
+    lambda: ivfpq.ProductQuantizer(M=8, codebook="tile", distribution="auto", random_state=0),
+    lambda: ivfpq.TileEncoder("empirical", nbits=6, random_state=0),
+])
+def test_quantizer_round_trips(tmp_path, data, make):
+    model = make().fit(data)
+    loaded = ivfpq.load(model.save(tmp_path / "q.npz"))
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    codes = model.encode(data)
+    np.testing.assert_array_equal(loaded.encode(data), codes)
+    np.testing.assert_array_equal(loaded.decode(codes), model.decode(codes))
+    np.testing.assert_array_equal(loaded.codebooks_, model.codebooks_)
+    unfitted = ivfpq.load(make().save(tmp_path / "u.npz"))
+    assert not hasattr(unfitted, "codebooks_")
