@@ -4,7 +4,7 @@ from ._storage import FileFormatError, load
 from ._validation import NotFittedError
 from .cluster import KMeans, kmeans
 from .quantize import ProductQuantizer, TileEncoder
-from .index import IVFFlat, IVFPQ, ground_truth, recall
+from .index import HNSW, IVFFlat, IVFPQ, ground_truth, recall
 
 __version__ = "0.1.0"
 
@@ -17,6 +17,7 @@ __all__ = [
     "__version__",
     "FileFormatError",
     "load",
+    "HNSW",
     "IVFFlat",
     "IVFPQ",
     "ground_truth",
