@@ -11,9 +11,12 @@ Families and peers:
 
 * ``ivfflat``: ivfpq ``IVFFlat`` vs faiss ``IndexIVFFlat``
 * ``ivfpq``:   ivfpq ``IVFPQ`` vs faiss ``IndexIVFPQ`` (same nlist, M, nbits=8)
+* ``ivfpq-refine``: the same with exact re-ranking of the ``k * --refine`` best from raw
+  vectors (ivfpq ``keep_raw=True, refine=r`` vs faiss ``IndexRefineFlat``, ``k_factor=r``)
 * ``hnsw``:    ivfpq ``HNSW`` vs faiss ``IndexHNSWFlat`` and hnswlib (M=16, ef_construction=200)
 * ``hnswpq``:  ivfpq ``HNSW`` compressed to PQ codes (tile and k-means encoders) after
-  20% of the data was added; the rest is added compressed (no peer)
+  20% of the data was added; the rest is added compressed (no peer); "-rescore" keeps
+  the raw vectors and re-ranks the beam exactly
 
 Datasets: ``sift10k`` (its own 100 queries and ground truth), ``glove`` (200k x 50
 GloVe vectors, L2-normalised so that L2 ranks as cosine; the first 1,000 rows are
@@ -48,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _harness import gaussian_mixture, load_shared, machine_line, print_table  # noqa: E402
 
 K = 10
-TARGET_RECALL = {"ivfflat": 0.9, "ivfpq": 0.9, "hnsw": 0.95, "hnswpq": 0.95}
+TARGET_RECALL = {"ivfflat": 0.9, "ivfpq": 0.9, "ivfpq-refine": 0.9, "hnsw": 0.95, "hnswpq": 0.95}
 NPROBES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 EF_SEARCHES = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384]
 
@@ -156,39 +159,45 @@ def build_faiss_ivfflat(base, nlist, build_threads):
     return search
 
 
-def build_ours_ivfpq(base, nlist, m, build_threads):
+def build_ours_ivfpq(base, nlist, m, build_threads, refine=None):
     try:
         from ivfpq import IVFPQ
     except ImportError:
         return None
-    index = IVFPQ(nlist, m, nbits=8, random_state=0, n_threads=build_threads)
+    index = IVFPQ(nlist, m, nbits=8, keep_raw=refine is not None, random_state=0,
+                  n_threads=build_threads)
     index.train(base)
     index.add(base)
 
     def search(Q, nprobe):
         index.n_threads = 1
-        return index.search(Q, K, nprobe=nprobe)[1]
+        return index.search(Q, K, nprobe=nprobe, refine=refine)[1]
 
     return search
 
 
-def build_faiss_ivfpq(base, nlist, m, build_threads):
+def build_faiss_ivfpq(base, nlist, m, build_threads, refine=None):
     import faiss
 
     quantizer = faiss.IndexFlatL2(base.shape[1])
-    index = faiss.IndexIVFPQ(quantizer, base.shape[1], nlist, m, 8)
-    index.cp.seed = 0
+    ivf = faiss.IndexIVFPQ(quantizer, base.shape[1], nlist, m, 8)
+    ivf.cp.seed = 0
+    index = ivf
+    if refine is not None:  # exact re-ranking of the k * refine best, from stored raw vectors
+        index = faiss.IndexRefineFlat(ivf)
+        index.k_factor = refine
     index.train(base)
     index.add(base)
 
     def search(Q, nprobe):
-        index.nprobe = nprobe
+        ivf.nprobe = nprobe
         return index.search(Q, K)[1]
 
+    search.keep = (quantizer, ivf, index)  # faiss objects must outlive the closure's use
     return search
 
 
-def build_ours_hnsw(base, build_threads, compress=None, pq_m=None):
+def build_ours_hnsw(base, build_threads, compress=None, pq_m=None, keep_raw=False):
     try:
         from ivfpq import HNSW
     except ImportError:
@@ -199,7 +208,7 @@ def build_ours_hnsw(base, build_threads, compress=None, pq_m=None):
     else:
         first = len(base) // 5
         index.add(base[:first])
-        index.compress(codebook=compress, M=pq_m)
+        index.compress(codebook=compress, M=pq_m, keep_raw=keep_raw)
         index.add(base[first:])
 
     def search(Q, ef):
@@ -250,13 +259,19 @@ def contenders(family, base, args):
     if family == "ivfpq":
         return (nlist, pq_m), [("ivfpq", lambda: build_ours_ivfpq(base, nlist, pq_m, t)),
                                ("faiss", lambda: build_faiss_ivfpq(base, nlist, pq_m, t))]
+    if family == "ivfpq-refine":
+        r = args.refine
+        return (nlist, pq_m, f"refine={r}"), [
+            ("ivfpq", lambda: build_ours_ivfpq(base, nlist, pq_m, t, r)),
+            ("faiss", lambda: build_faiss_ivfpq(base, nlist, pq_m, t, r))]
     if family == "hnsw":
         return "M=16 efC=200", [("ivfpq", lambda: build_ours_hnsw(base, t)),
                                 ("faiss", lambda: build_faiss_hnsw(base, t)),
                                 ("hnswlib", lambda: build_hnswlib(base, t))]
     if family == "hnswpq":
-        return pq_m, [("ivfpq-tile", lambda: build_ours_hnsw(base, t, "tile", pq_m)),
-                      ("ivfpq-kmeans", lambda: build_ours_hnsw(base, t, "kmeans", pq_m))]
+        return f"tile M=d, kmeans M={pq_m}", [("ivfpq-tile", lambda: build_ours_hnsw(base, t, "tile", None)),
+                      ("ivfpq-kmeans", lambda: build_ours_hnsw(base, t, "kmeans", pq_m)),
+                      ("ivfpq-kmeans-rescore", lambda: build_ours_hnsw(base, t, "kmeans", pq_m, True))]
     raise ValueError(f"unknown family {family!r}")
 
 
@@ -322,6 +337,7 @@ def summarise(family, results, target):
             rows.append({
                 "family": family, "ours": ours, "peer": peer,
                 "build ratio": o["build_s"] / p["build_s"],
+                "build cpu ratio": o["build_cpu"] / p["build_cpu"],
                 "max recall deficit": max(deficits) if deficits else None,
                 f"QPS@target ours": q_o, "QPS@target peer": q_p,
                 "QPS ratio": (q_o / q_p) if (q_o and q_p) else None,
@@ -362,7 +378,8 @@ def plot(dataset, description, all_results, plot_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="sift10k,glove,synthetic")
-    parser.add_argument("--families", default="ivfflat,ivfpq,hnsw,hnswpq")
+    parser.add_argument("--families", default="ivfflat,ivfpq,ivfpq-refine,hnsw,hnswpq")
+    parser.add_argument("--refine", type=int, default=4, help="k factor of the ivfpq-refine family")
     parser.add_argument("--n-synthetic", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true",
                         help="GloVe cut to 50k rows, synthetic to 50k, short sweeps")
@@ -398,8 +415,10 @@ def main(argv=None):
                     continue
                 with Threads(args.build_threads):
                     start = time.perf_counter()
+                    cpu_start = time.process_time()
                     search = builder()
                     build_s = time.perf_counter() - start
+                    build_cpu = time.process_time() - cpu_start
                 if search is None:
                     print(f"# {dataset}/{family}/{lib}: not available in this ivfpq", flush=True)
                     continue
@@ -410,12 +429,12 @@ def main(argv=None):
                 if args.quick:
                     params = params[::2]
                 points = sweep(search, queries, truth, params, args.repeat)
-                results[lib] = {"build_s": build_s, "points": points}
+                results[lib] = {"build_s": build_s, "build_cpu": build_cpu, "points": points}
                 for pt in points:
                     point_rows.append({"dataset": dataset, "family": family, "setting": str(setting),
                                        "library": lib, "build s": build_s, "param": pt["param"],
                                        "recall@10": pt["recall"], "QPS": pt["qps"], "ms/query": pt["ms"]})
-                print(f"# {dataset}/{family}/{lib}: build {build_s:.2f} s, "
+                print(f"# {dataset}/{family}/{lib}: build {build_s:.2f} s (cpu {build_cpu:.2f} s), "
                       + ", ".join(f"{pt['param']}: {pt['recall']:.3f} @ {pt['qps']:.0f}/s" for pt in points),
                       flush=True)
                 del search
@@ -427,7 +446,8 @@ def main(argv=None):
 
     print_table(point_rows, ["dataset", "family", "setting", "library", "build s", "param",
                              "recall@10", "QPS", "ms/query"], title="Sweeps (search on 1 thread)")
-    print_table(summary_rows, ["dataset", "family", "ours", "peer", "build ratio", "max recall deficit",
+    print_table(summary_rows, ["dataset", "family", "ours", "peer", "build ratio", "build cpu ratio",
+                               "max recall deficit",
                                "QPS@target ours", "QPS@target peer", "QPS ratio", "target"],
                 title=f"ivfpq against each peer (build on {args.build_threads} threads)")
     for path in plots:

@@ -301,3 +301,28 @@ def test_ivfpq_errors(pq_data):
         index.search(Q, 1, refine=2)
     with pytest.raises(TypeError, match="by_residual must be True or False"):
         IVFPQ(nlist=4, M=4, by_residual=1).train(X)
+
+
+def test_graph_coarse_quantizer(clustered):
+    X, Q = clustered
+    exact = IVFFlat(nlist=64, random_state=0, quantizer="exact")
+    exact.train(X)
+    exact.add(X)
+    graph = IVFFlat(nlist=64, random_state=0, quantizer="hnsw", quantizer_ef=64)
+    graph.train(X)
+    graph.add(X)
+    assert graph._quantizer.graph is not None and exact._quantizer.graph is None
+    # a beam as wide as nlist finds every list: the same lists, hence the same answer
+    np.testing.assert_array_equal(graph.search(Q, 10, nprobe=8)[1], exact.search(Q, 10, nprobe=8)[1])
+    np.testing.assert_array_equal(graph.search(Q, 10, nprobe=64)[1], ground_truth(X, Q, 10)[1])
+    pq = IVFPQ(nlist=64, M=4, nbits=5, random_state=0, quantizer="hnsw")
+    pq.train(X)
+    pq.add(X)
+    pq_exact = IVFPQ(nlist=64, M=4, nbits=5, random_state=0, quantizer="exact")
+    pq_exact.train(X)
+    pq_exact.add(X)
+    np.testing.assert_array_equal(pq.search(Q, 5, nprobe=4)[1], pq_exact.search(Q, 5, nprobe=4)[1])
+    with pytest.raises(ValueError, match="quantizer='hnsw' needs metric='l2'"):
+        IVFFlat(nlist=4, metric="ip", quantizer="hnsw").train(X)
+    with pytest.raises(ValueError, match="quantizer must be one of"):
+        IVFFlat(nlist=4, quantizer="graph").train(X)

@@ -37,6 +37,12 @@ from .metrics import METRICS
 __all__ = ["HNSW"]
 
 _MIN_CAPACITY = 1024
+# Insertion batches: a batch holds at most this fraction of the nodes already linked
+# (and at most _MAX_BATCH nodes). Nodes of one batch do not see each other while they
+# search, so smaller batches give better graphs: at 10k SIFT vectors, 10% batches cost
+# 0.04 recall@10 at ef=10 against hnswlib's serial build, 2% batches about 0.01.
+_BATCH_FRACTION = 0.02
+_MAX_BATCH = 512
 
 
 def _placeholder(rows, width):
@@ -243,9 +249,9 @@ class HNSW(Persistable, _ParamsMixin):
             if self.is_compressed:
                 self._codes[n:n + m] = self.pq_.encode(X)
                 pq_insert_nodes(g, self._codes, self._sdc, self._codebooks, order, X[order - n],
-                                self.ef_construction)
+                                self.ef_construction, _BATCH_FRACTION, _MAX_BATCH)
             else:
-                insert_nodes(g, order, self.ef_construction)
+                insert_nodes(g, order, self.ef_construction, _BATCH_FRACTION, _MAX_BATCH)
         self._n = n + m
 
     def _store_raw(self, X, start):

@@ -38,6 +38,12 @@ from .metrics import METRICS
 __all__ = ["IVFFlat", "IVFPQ"]
 
 
+# Graph coarse quantizer (quantizer="hnsw", or "auto" with nlist >= _GRAPH_NLIST, L2 only)
+_GRAPH_NLIST = 16384
+_QUANTIZER_M = 16
+_QUANTIZER_EFC = 64
+
+
 class CoarseQuantizer:
     """Nearest centroids of vectors (to fill lists) and of queries (lists to probe).
 
@@ -45,9 +51,18 @@ class CoarseQuantizer:
     ``IndexIVF*`` with ``METRIC_INNER_PRODUCT`` does.
     """
 
-    def __init__(self, centroids, metric):
+    def __init__(self, centroids, metric, graph=False, graph_ef=64):
         self.centroids = np.ascontiguousarray(centroids, dtype=np.float32)
         self.metric = metric
+        self.graph = None
+        self.graph_ef = graph_ef
+        if graph:
+            from ..kernels.hnsw import build_graph
+
+            # An HNSW graph over the centroids (L2): a query visits about
+            # ef * 2M centroids instead of all nlist of them.
+            self.graph = build_graph(self.centroids, M=_QUANTIZER_M, ef_construction=_QUANTIZER_EFC,
+                                     seed=0)
         self._c_sq = sq_norms(self.centroids)
         self._augmented = augmented_centroids(self.centroids, self._c_sq)
         self._scaled_t = np.ascontiguousarray(
@@ -61,6 +76,8 @@ class CoarseQuantizer:
     def assign(self, X):
         """List number of each row of ``X``."""
         n = X.shape[0]
+        if self.graph is not None:
+            return self.probes(X, 1)[:, 0]
         labels = np.empty(n, dtype=np.int64)
         if self.metric == "l2":
             sq = np.empty(n, dtype=np.float64)
@@ -79,6 +96,12 @@ class CoarseQuantizer:
         ``|q - c|^2`` (L2) or the negated inner product ``-<q, c>`` (IP).
         """
         nq = Q.shape[0]
+        if self.graph is not None:
+            from ..kernels.hnsw import knn_search
+
+            ids, dists = knn_search(self.graph, Q, nprobe, max(self.graph_ef, nprobe))
+            out = ids.astype(np.int64)
+            return (out, dists) if with_scores else out
         out = np.empty((nq, nprobe), dtype=np.int64)
         scores_out = np.empty((nq, nprobe), dtype=np.float64)
         block = default_block_rows(self.nlist)
@@ -106,6 +129,22 @@ class _IVFBase(Persistable, _ParamsMixin):
         check_positive_int(self.nprobe, "nprobe")
         check_positive_int(self.kmeans_iter, "kmeans_iter")
         check_positive_int(self.max_points_per_centroid, "max_points_per_centroid")
+        check_choice(self.quantizer, "quantizer", ("auto", "exact", "hnsw"))
+        if self.quantizer == "hnsw" and self.metric != "l2":
+            raise ValueError("quantizer='hnsw' needs metric='l2' (the centroid graph ranks by L2)")
+        check_positive_int(self.quantizer_ef, "quantizer_ef")
+        check_choice(self.kmeans_algorithm, "kmeans_algorithm", ("auto",) + tuple(KMeans._algorithms))
+
+    def _uses_graph(self):
+        if self.quantizer == "auto":
+            return self.metric == "l2" and self.nlist >= _GRAPH_NLIST
+        return self.quantizer == "hnsw"
+
+    def _kmeans_algorithm(self):
+        """"auto": KMeans's own choice (the graph assigner for large nlist) when it has one."""
+        if self.kmeans_algorithm == "auto":
+            return "auto" if "auto" in KMeans._algorithms else "lloyd"
+        return self.kmeans_algorithm
 
     # -- state -------------------------------------------------------------------------
 
@@ -143,6 +182,7 @@ class _IVFBase(Persistable, _ParamsMixin):
     def _train_coarse(self, X, rng):
         kmeans = KMeans(
             n_clusters=self.nlist,
+            algorithm=self._kmeans_algorithm(),
             init="random",
             n_init=1,
             max_iter=self.kmeans_iter,
@@ -165,7 +205,8 @@ class _IVFBase(Persistable, _ParamsMixin):
     def _set_coarse(self, centroids, n_features):
         self.centroids_ = np.ascontiguousarray(centroids, dtype=np.float32)
         self.n_features_in_ = int(n_features)
-        self._quantizer = CoarseQuantizer(self.centroids_, self.metric)
+        self._quantizer = CoarseQuantizer(self.centroids_, self.metric, self._uses_graph(),
+                                          self.quantizer_ef)
         self._next_id = 0
 
     # -- adding, removing --------------------------------------------------------------
@@ -265,6 +306,15 @@ class IVFFlat(_IVFBase):
         Lloyd iterations of the coarse k-means (faiss uses 10).
     max_points_per_centroid : int, default=256
         ``train`` clusters a random sample of at most this many vectors per list.
+    kmeans_algorithm : {"auto", "lloyd", ...}, default="auto"
+        Algorithm of the coarse :class:`ivfpq.KMeans`; "auto" lets KMeans choose
+        (its graph assigner for large ``nlist`` where available).
+    quantizer : {"auto", "exact", "hnsw"}, default="auto"
+        How vectors and queries find their nearest lists: "exact" compares with every
+        centroid (BLAS); "hnsw" searches an HNSW graph over the centroids (L2 only),
+        cheaper for large ``nlist``; "auto" uses the graph from 16,384 lists.
+    quantizer_ef : int, default=64
+        Beam width of the graph quantizer (at least ``nprobe`` is used).
     random_state : int or None, default=None
         Seed of the training sample and the k-means initialisation.
     n_threads : int or None, default=None
@@ -298,6 +348,9 @@ class IVFFlat(_IVFBase):
         nprobe=1,
         kmeans_iter=10,
         max_points_per_centroid=256,
+        kmeans_algorithm="auto",
+        quantizer="auto",
+        quantizer_ef=64,
         random_state=None,
         n_threads=None,
     ):
@@ -306,6 +359,9 @@ class IVFFlat(_IVFBase):
         self.nprobe = nprobe
         self.kmeans_iter = kmeans_iter
         self.max_points_per_centroid = max_points_per_centroid
+        self.kmeans_algorithm = kmeans_algorithm
+        self.quantizer = quantizer
+        self.quantizer_ef = quantizer_ef
         self.random_state = random_state
         self.n_threads = n_threads
 
@@ -439,6 +495,15 @@ class IVFPQ(_IVFBase):
         Lloyd iterations of the coarse k-means.
     max_points_per_centroid : int, default=256
         The coarse k-means trains on at most this many vectors per list.
+    kmeans_algorithm : {"auto", "lloyd", ...}, default="auto"
+        Algorithm of the coarse :class:`ivfpq.KMeans`; "auto" lets KMeans choose
+        (its graph assigner for large ``nlist`` where available).
+    quantizer : {"auto", "exact", "hnsw"}, default="auto"
+        How vectors and queries find their nearest lists: "exact" compares with every
+        centroid (BLAS); "hnsw" searches an HNSW graph over the centroids (L2 only),
+        cheaper for large ``nlist``; "auto" uses the graph from 16,384 lists.
+    quantizer_ef : int, default=64
+        Beam width of the graph quantizer (at least ``nprobe`` is used).
     pq_iter : int, default=25
         Lloyd iterations of each sub-space's k-means (faiss uses 25).
     pq_init : {"random", "k-means++"}, default="random"
@@ -487,6 +552,9 @@ class IVFPQ(_IVFBase):
         pq_iter=25,
         pq_init="random",
         precompute_tables="auto",
+        kmeans_algorithm="auto",
+        quantizer="auto",
+        quantizer_ef=64,
         random_state=None,
         n_threads=None,
     ):
@@ -505,6 +573,9 @@ class IVFPQ(_IVFBase):
         self.pq_iter = pq_iter
         self.pq_init = pq_init
         self.precompute_tables = precompute_tables
+        self.kmeans_algorithm = kmeans_algorithm
+        self.quantizer = quantizer
+        self.quantizer_ef = quantizer_ef
         self.random_state = random_state
         self.n_threads = n_threads
 
