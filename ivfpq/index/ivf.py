@@ -30,6 +30,7 @@ from ..kernels.ivf import (
     ivf_flat_search,
     ivf_pq_search,
     ivf_topk_probes,
+    query_tables,
     rerank_exact,
 )
 from ._lists import InvertedLists
@@ -642,6 +643,9 @@ class IVFPQ(_IVFBase):
         codebooks = np.ascontiguousarray(pq.codebooks_, dtype=np.float32)
         self._codebooks = codebooks
         M, K, dsub = codebooks.shape
+        self._codebooks_t = np.ascontiguousarray(codebooks.transpose(0, 2, 1))
+        self._c_sq = np.einsum("mkd,mkd->mk", codebooks, codebooks).astype(np.float32)
+        self._zero_c_sq = np.zeros((M, K), dtype=np.float32)
         self._mode = TABLE_PER_QUERY
         self._list_tables = np.zeros((0, M, K), dtype=np.float32)
         if self.by_residual and self.metric == "l2":
@@ -684,22 +688,18 @@ class IVFPQ(_IVFBase):
     # -- searching ---------------------------------------------------------------------
 
     def _query_tables(self, Q):
-        """Per-query tables (nq, M, K) and how the kernel must use them."""
-        codebooks = self._codebooks
-        M, K, dsub = codebooks.shape
-        Qs = Q.reshape(Q.shape[0], M, dsub).transpose(1, 0, 2)
-        dots = np.matmul(Qs, codebooks.transpose(0, 2, 1))  # (M, nq, K)
-        if self._mode == TABLE_PRECOMPUTED:
-            tables = -2.0 * dots
-        elif self._mode == TABLE_PER_LIST:
-            tables = np.zeros((M, Q.shape[0], K), dtype=np.float32)  # unused by the kernel
-        elif self.metric == "ip":
-            tables = -dots
-        else:
-            q_sq = np.einsum("mqd,mqd->mq", Qs, Qs)
-            c_sq = np.einsum("mkd,mkd->mk", codebooks, codebooks)
-            tables = q_sq[:, :, None] - 2.0 * dots + c_sq[:, None, :]
-        return np.ascontiguousarray(tables.transpose(1, 0, 2), dtype=np.float32)
+        """Per-query tables (nq, M, K) for the scan kernel's mode (see ivf_pq_search)."""
+        M, K, _ = self._codebooks.shape
+        tables = np.empty((Q.shape[0], M, K), dtype=np.float32)
+        if self._mode == TABLE_PER_LIST:
+            return np.zeros((Q.shape[0], 1, 1), dtype=np.float32)  # unused by the kernel
+        if self._mode == TABLE_PRECOMPUTED:  # the -2 <q, r> term
+            query_tables(Q, self._codebooks_t, np.float32(-2.0), np.float32(0.0), self._zero_c_sq, tables)
+        elif self.metric == "ip":  # -<q, r>: the scan keeps the smallest
+            query_tables(Q, self._codebooks_t, np.float32(-1.0), np.float32(0.0), self._zero_c_sq, tables)
+        else:  # |q - r|^2
+            query_tables(Q, self._codebooks_t, np.float32(-2.0), np.float32(1.0), self._c_sq, tables)
+        return tables
 
     def search(self, Q, k, nprobe=None, refine=None):
         """The ``k`` nearest stored vectors of each query among its ``nprobe`` nearest lists.

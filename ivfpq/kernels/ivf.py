@@ -221,7 +221,7 @@ def ivf_pq_search(probes, coarse, tables_q, list_tables, centroids, codebooks, Q
     nq = probes.shape[0]
     nprobe = probes.shape[1]
     M = codes.shape[1]
-    K = tables_q.shape[2]
+    K = codebooks.shape[1]
     dsub = codebooks.shape[2]
     kk = out_dist.shape[1]
     for qi in prange(nq):
@@ -292,3 +292,30 @@ def rerank_exact(Q, cand_rows, cand_ids, raw, inner_product, out_dist, out_ids):
             if _worse(dist[0], ids[0], acc, cand_ids[qi, c]):
                 _sift_down(dist, ids, k, acc, cand_ids[qi, c])
         heap_sort(dist, ids)
+
+
+@njit(parallel=True, cache=True, fastmath=SAFE_FASTMATH)
+def query_tables(Q, codebooks_t, scale, q_sq_weight, c_sq, out):
+    """out[q, m, c] = scale * <Q[q]_m, codebook[m, c]> + q_sq_weight * |Q[q]_m|^2 + c_sq[m, c].
+
+    ``codebooks_t`` is (M, dsub, K): the code words of sub-space ``m`` stored by
+    coordinate, so the inner loop runs over the K code words (vectorised). Float32,
+    as the tables are: ``scale=-2, q_sq_weight=1`` and the code words' squared norms
+    give squared distances; ``scale=-2`` (or -1) and zeros give the cross terms.
+    """
+    nq = Q.shape[0]
+    M, dsub, K = codebooks_t.shape
+    for q in prange(nq):
+        for m in range(M):
+            row = out[q, m]
+            q_sq = np.float32(0.0)
+            for t in range(dsub):
+                v = Q[q, m * dsub + t]
+                q_sq += v * v
+            base = q_sq_weight * q_sq
+            for c in range(K):
+                row[c] = base + c_sq[m, c]
+            for t in range(dsub):
+                v = scale * Q[q, m * dsub + t]
+                for c in range(K):
+                    row[c] += v * codebooks_t[m, t, c]
