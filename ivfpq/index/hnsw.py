@@ -29,7 +29,7 @@ from .._validation import (
 )
 from ..cluster.kmeans import _ParamsMixin, resolve_n_threads
 from ..kernels.hnsw import HNSWGraph, draw_levels, insert_nodes, knn_search
-from ..kernels.hnsw_pq import pq_insert_nodes, pq_knn_search, sdc_tables
+from ..kernels.hnsw_pq import pq_insert_nodes, pq_knn_search
 from ..kernels.ivf import rerank_exact
 from ._threads import fast_thread_limits
 from .metrics import METRICS
@@ -248,7 +248,7 @@ class HNSW(Persistable, _ParamsMixin):
         with fast_thread_limits(self._n_threads()):
             if self.is_compressed:
                 self._codes[n:n + m] = self.pq_.encode(X)
-                pq_insert_nodes(g, self._codes, self._sdc, self._codebooks, order, X[order - n],
+                pq_insert_nodes(g, self._codes, self._codebooks, self._codebooks_t, order, X[order - n],
                                 self.ef_construction, _BATCH_FRACTION, _MAX_BATCH)
             else:
                 insert_nodes(g, order, self.ef_construction, _BATCH_FRACTION, _MAX_BATCH)
@@ -331,7 +331,7 @@ class HNSW(Persistable, _ParamsMixin):
     def _set_pq(self, pq):
         self.pq_ = pq
         self._codebooks = np.ascontiguousarray(pq.codebooks_, dtype=np.float32)
-        self._sdc = sdc_tables(self._codebooks)
+        self._codebooks_t = np.ascontiguousarray(self._codebooks.transpose(0, 2, 1))
 
     # -- searching ---------------------------------------------------------------------
 
@@ -382,7 +382,7 @@ class HNSW(Persistable, _ParamsMixin):
                 approx = np.full((nq, width), np.inf, dtype=np.float32)
                 visited, epochs = g.scratch()
                 chunks = int(max(1, min(nq // 16, 8 * _numba_threads())))
-                pq_knn_search(self._codes, self._codebooks, g.links0, g.upper, g.upper_offset,
+                pq_knn_search(self._codes, self._codebooks_t, g.links0, g.upper, g.upper_offset,
                               g.entry_point, g.max_level, Q, ef, nodes, approx, visited, epochs, chunks)
             else:
                 Qg = Q

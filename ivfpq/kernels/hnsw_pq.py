@@ -6,8 +6,8 @@ only the distances change:
 * a query (or a node being inserted, whose raw vector is at hand) is compared with a
   node through an asymmetric table: ``sum_m table[m, codes[node, m]]`` with
   ``table[m, c] = |x_m - codebooks[m, c]|^2`` (ADC, float32 sum in order m = 0..M-1);
-* two stored nodes are compared through symmetric tables ``sdc[m, a, b] =
-  |codebooks[m, a] - codebooks[m, b]|^2`` (SDC), for the neighbour-selection heuristic.
+* two stored nodes are compared through their reconstructions (symmetric distance,
+  SDC, read from the code words), for the neighbour-selection heuristic.
 
 Insertion follows the kernel's batch scheme, so the graph does not depend on the
 thread count: within a batch each new node searches the graph as it stood before the
@@ -33,7 +33,6 @@ from .hnsw import (
 )
 
 __all__ = [
-    "sdc_tables",
     "fill_table_l2",
     "pq_insert_batch",
     "pq_merge_reverse_edges",
@@ -50,34 +49,41 @@ def _adc(codes, node, table):
 
 
 @njit(inline="always")
-def _sdc(codes, a, b, sdc):
+def _sdc(codes, a, b, codebooks):
+    """Squared distance between the reconstructions of nodes ``a`` and ``b``.
+
+    Read from the code words (d * K floats, which stay in cache) rather than from
+    (M, K, K) symmetric tables, whose random reads miss the cache at M >= 10.
+    """
     acc = np.float32(0.0)
+    dsub = codebooks.shape[2]
     for m in range(codes.shape[1]):
-        acc += sdc[m, codes[a, m], codes[b, m]]
+        ca = codes[a, m]
+        cb = codes[b, m]
+        if ca != cb:
+            for t in range(dsub):
+                diff = codebooks[m, ca, t] - codebooks[m, cb, t]
+                acc += diff * diff
     return acc
 
 
-@njit(cache=True)
-def fill_table_l2(vector, codebooks, table):
-    """table[m, c] = |vector[m-th sub-space] - codebooks[m, c]|^2 (float64 sums, stored float32)."""
-    M, K, dsub = codebooks.shape
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def fill_table_l2(vector, codebooks_t, table):
+    """table[m, c] = |vector[m-th sub-space] - code word c of sub-space m|^2 (float32).
+
+    ``codebooks_t`` is (M, dsub, K): code words stored by coordinate, so the inner
+    loop runs over the K code words and vectorises.
+    """
+    M, dsub, K = codebooks_t.shape
     for m in range(M):
+        row = table[m]
         for c in range(K):
-            acc = 0.0
-            for t in range(dsub):
-                diff = np.float64(vector[m * dsub + t]) - np.float64(codebooks[m, c, t])
-                acc += diff * diff
-            table[m, c] = acc
-
-
-def sdc_tables(codebooks):
-    """(M, K, K) float32: squared distances between the code words of each sub-space."""
-    cb = codebooks.astype(np.float64)
-    sq = np.einsum("mkd,mkd->mk", cb, cb)
-    cross = np.matmul(cb, cb.transpose(0, 2, 1))
-    out = sq[:, :, None] + sq[:, None, :] - 2.0 * cross
-    np.maximum(out, 0.0, out=out)
-    return np.ascontiguousarray(out, dtype=np.float32)
+            row[c] = 0.0
+        for t in range(dsub):
+            v = vector[m * dsub + t]
+            for c in range(K):
+                diff = v - codebooks_t[m, t, c]
+                row[c] += diff * diff
 
 
 # ----------------------------------------------------------------------------- search
@@ -151,7 +157,7 @@ def _search_layer(codes, table, links0, upper, upper_offset, layer, seeds, n_see
 
 
 @njit(parallel=True, cache=True)
-def pq_knn_search(codes, codebooks, links0, upper, upper_offset, entry, max_level, queries, ef,
+def pq_knn_search(codes, codebooks_t, links0, upper, upper_offset, entry, max_level, queries, ef,
                   out_i, out_d, visited_all, epochs, n_chunks):
     """For each query, the ``out_i.shape[1]`` best nodes of a beam of width ``ef`` by ADC.
 
@@ -159,7 +165,7 @@ def pq_knn_search(codes, codebooks, links0, upper, upper_offset, entry, max_leve
     """
     n = links0.shape[0]
     count = queries.shape[0]
-    M, K, _ = codebooks.shape
+    M, _, K = codebooks_t.shape
     width = out_i.shape[1]
     for chunk in prange(n_chunks):
         lo = chunk * count // n_chunks
@@ -170,7 +176,7 @@ def pq_knn_search(codes, codebooks, links0, upper, upper_offset, entry, max_leve
         table = np.empty((M, K), dtype=np.float32)
         seeds = np.empty(1, dtype=np.int32)
         for q in range(lo, hi):
-            fill_table_l2(queries[q], codebooks, table)
+            fill_table_l2(queries[q], codebooks_t, table)
             ep_dist = _adc(codes, entry, table)
             ep, ep_dist = _greedy_descent(codes, table, links0, upper, upper_offset, entry, ep_dist,
                                           max_level, 1)
@@ -188,7 +194,7 @@ def pq_knn_search(codes, codebooks, links0, upper, upper_offset, entry, max_leve
 
 
 @njit(cache=True)
-def _select_neighbours(codes, sdc, cand_i, cand_d, n_cand, limit, out):
+def _select_neighbours(codes, codebooks, cand_i, cand_d, n_cand, limit, out):
     """The heuristic of :func:`ivfpq.kernels.hnsw.select_neighbours`, on SDC distances."""
     kept = 0
     for a in range(n_cand):
@@ -197,7 +203,7 @@ def _select_neighbours(codes, sdc, cand_i, cand_d, n_cand, limit, out):
         c = cand_i[a]
         good = True
         for b in range(kept):
-            if _sdc(codes, c, out[b], sdc) <= cand_d[a]:
+            if _sdc(codes, c, out[b], codebooks) <= cand_d[a]:
                 good = False
                 break
         if good:
@@ -209,7 +215,7 @@ def _select_neighbours(codes, sdc, cand_i, cand_d, n_cand, limit, out):
 
 
 @njit(parallel=True, cache=True)
-def pq_insert_batch(codes, sdc, codebooks, vectors, links0, upper, upper_offset, levels, nodes,
+def pq_insert_batch(codes, codebooks, codebooks_t, vectors, links0, upper, upper_offset, levels, nodes,
                     entry, max_level, ef_construction, new0, new_upper, new_upper_offset,
                     visited_all, epochs, n_chunks):
     """Phase 1 of a batch: node ``nodes[p]`` (raw vector ``vectors[p]``, its codes already
@@ -229,7 +235,7 @@ def pq_insert_batch(codes, sdc, codebooks, vectors, links0, upper, upper_offset,
         for p in range(lo, hi):
             node = nodes[p]
             node_level = levels[node]
-            fill_table_l2(vectors[p], codebooks, table)
+            fill_table_l2(vectors[p], codebooks_t, table)
             ep = entry
             ep_dist = _adc(codes, ep, table)
             ep, ep_dist = _greedy_descent(codes, table, links0, upper, upper_offset, ep, ep_dist,
@@ -242,14 +248,14 @@ def pq_insert_batch(codes, sdc, codebooks, vectors, links0, upper, upper_offset,
                                       ef_construction, visited, epoch, cand_d, cand_i, res_d, res_i)
                 epoch += 1
                 out = new0[p] if layer == 0 else new_upper[o + layer - 1]
-                _select_neighbours(codes, sdc, res_i, res_d, n_res, out.shape[0], out)
+                _select_neighbours(codes, codebooks, res_i, res_d, n_res, out.shape[0], out)
                 if n_res > 0:
                     ep = res_i[0]
         epochs[tid] = epoch
 
 
 @njit(parallel=True, cache=True)
-def pq_merge_reverse_edges(codes, sdc, links0, upper, upper_offset, keys, group_starts, n_total):
+def pq_merge_reverse_edges(codes, codebooks, links0, upper, upper_offset, keys, group_starts, n_total):
     """Phase 2 of a batch: each target adds its new incoming edges, re-selecting by SDC
     when its row overflows."""
     n_groups = group_starts.shape[0] - 1
@@ -285,12 +291,12 @@ def pq_merge_reverse_edges(codes, sdc, links0, upper, upper_offset, keys, group_
             continue
         cand_d = np.empty(n_cand, dtype=np.float32)
         for t in range(n_cand):
-            cand_d[t] = _sdc(codes, target, cand_i[t], sdc)
+            cand_d[t] = _sdc(codes, target, cand_i[t], codebooks)
         order = np.argsort(cand_d, kind="mergesort")
-        _select_neighbours(codes, sdc, cand_i[order], cand_d[order], n_cand, width, row)
+        _select_neighbours(codes, codebooks, cand_i[order], cand_d[order], n_cand, width, row)
 
 
-def pq_insert_nodes(graph, codes, sdc, codebooks, nodes, vectors, ef_construction,
+def pq_insert_nodes(graph, codes, codebooks, codebooks_t, nodes, vectors, ef_construction,
                     batch_fraction=0.1, max_batch=4096, n_chunks=None):
     """Link ``nodes`` (codes stored, raw ``vectors`` aligned with them) into ``graph``.
 
@@ -320,14 +326,14 @@ def pq_insert_nodes(graph, codes, sdc, codebooks, nodes, vectors, ef_constructio
         new_upper = np.full((max(1, int(batch_levels.sum())), graph.M), _EMPTY, dtype=np.int32)
         visited, epochs = graph.scratch()
         chunks = int(max(1, min(size // 4, 8 * threads)))
-        pq_insert_batch(codes, sdc, codebooks, vectors[start:start + size], graph.links0, graph.upper,
+        pq_insert_batch(codes, codebooks, codebooks_t, vectors[start:start + size], graph.links0, graph.upper,
                         graph.upper_offset, graph.levels, batch, graph.entry_point, graph.max_level,
                         ef_construction, new0, new_upper, new_offset, visited, epochs, chunks)
         _commit_rows(graph.links0, graph.upper, graph.upper_offset, graph.levels, batch,
                      new0, new_upper, new_offset)
         keys = _reverse_edges(graph.links0, graph.upper, graph.upper_offset, graph.levels, batch,
                               graph.max_level, n)
-        pq_merge_reverse_edges(codes, sdc, graph.links0, graph.upper, graph.upper_offset, keys,
+        pq_merge_reverse_edges(codes, codebooks, graph.links0, graph.upper, graph.upper_offset, keys,
                                _group_starts(keys, n), n)
         if int(batch_levels.max()) > graph.max_level:
             top = int(np.argmax(batch_levels))
