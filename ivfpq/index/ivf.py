@@ -633,6 +633,7 @@ class IVFPQ(_IVFBase):
                 sample = sample - self.centroids_[self._quantizer.assign(sample)]
             pq = self._make_pq(int(rng.integers(0, 2**31 - 1)), d)
             pq.fit(sample)
+        pq.n_threads = self.n_threads  # encoding, unlike the thin k-means, uses every thread
         self._set_pq(pq)
         self._new_lists()
         return self
