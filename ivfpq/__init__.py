@@ -3,6 +3,7 @@
 from ._storage import FileFormatError, load
 from ._validation import NotFittedError
 from .cluster import KMeans, kmeans
+from .io import iter_vector_blocks, read_vectors, write_vectors
 from .quantize import ProductQuantizer, TileEncoder
 from .index import HNSW, IVFFlat, IVFPQ, ground_truth, recall
 
@@ -15,6 +16,9 @@ __all__ = [
     "TileEncoder",
     "kmeans",
     "__version__",
+    "iter_vector_blocks",
+    "read_vectors",
+    "write_vectors",
     "FileFormatError",
     "load",
     "HNSW",
