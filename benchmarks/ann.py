@@ -353,8 +353,12 @@ def plot(dataset, description, all_results, plot_dir):
     import matplotlib.pyplot as plt
 
     families = [f for f in all_results if all_results[f]]
-    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 4.2), squeeze=False)
-    for ax, family in zip(axes[0], families):
+    ncols = min(3, len(families))
+    nrows = -(-len(families) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(families):]:
+        ax.axis("off")
+    for ax, family in zip(axes.ravel(), families):
         for lib, res in all_results[family].items():
             pts = res["points"]
             ax.plot([p["recall"] for p in pts], [p["ms"] for p in pts], marker="o", ms=3,

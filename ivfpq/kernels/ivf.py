@@ -25,6 +25,7 @@ __all__ = [
     "ivf_topk_probes",
     "ivf_pq_search",
     "rerank_exact",
+    "query_tables",
     "TABLE_PER_QUERY",
     "TABLE_PRECOMPUTED",
     "TABLE_PER_LIST",
