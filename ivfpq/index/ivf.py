@@ -334,7 +334,7 @@ class IVFFlat(_IVFBase):
     >>> from ivfpq import IVFFlat
     >>> X = np.random.default_rng(0).standard_normal((2000, 16), dtype=np.float32)
     >>> index = IVFFlat(nlist=16, random_state=0)
-    >>> index.train(X)
+    >>> _ = index.train(X)
     >>> index.add(X)
     >>> distances, ids = index.search(X[:3], k=1, nprobe=16)
     >>> ids.ravel().tolist()
@@ -528,7 +528,7 @@ class IVFPQ(_IVFBase):
     >>> from ivfpq import IVFPQ
     >>> X = np.random.default_rng(0).standard_normal((5000, 16), dtype=np.float32)
     >>> index = IVFPQ(nlist=16, M=4, nbits=6, keep_raw=True, random_state=0)
-    >>> index.train(X)
+    >>> _ = index.train(X)
     >>> index.add(X)
     >>> distances, ids = index.search(X[:3], k=1, nprobe=16, refine=8)
     >>> ids.ravel().tolist()

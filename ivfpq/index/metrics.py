@@ -50,7 +50,7 @@ def ground_truth(base, queries, k, metric="l2", *, block_rows=None, n_threads=No
     >>> from ivfpq import ground_truth
     >>> base = np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]])
     >>> distances, ids = ground_truth(base, [[0.9, 0.1]], k=2)
-    >>> ids.tolist(), np.round(distances, 2).tolist()
+    >>> ids.tolist(), np.round(distances.astype(float), 2).tolist()
     ([[1, 0]], [[0.02, 0.82]])
     """
     base = check_array(base, "base")
