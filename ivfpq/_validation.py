@@ -26,6 +26,9 @@ __all__ = [
     "check_block",
     "check_block_weights",
     "check_codes",
+    "check_path",
+    "check_ids",
+    "check_bool",
 ]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
@@ -353,3 +356,45 @@ def check_codes(codes, n_subspaces: int, nbits: int, name: str = "codes") -> np.
                 f"[0, {(1 << nbits) - 1}]"
             )
     return np.ascontiguousarray(arr, dtype=target)
+
+
+def check_path(path, name: str = "path"):
+    """``path`` must be a ``str`` or ``os.PathLike`` (file objects are not accepted)."""
+    import os
+
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike file path, got {_describe(path)}")
+    if os.fspath(path) == "":
+        raise ValueError(f"{name} must be a non-empty file path, got ''")
+    return path
+
+
+def check_ids(ids, n: int, name: str = "ids") -> np.ndarray:
+    """Integer identifiers of ``n`` vectors as an int64 vector (``n=-1``: any length).
+
+    Floats are accepted only when they hold whole numbers; negative ids are refused
+    because -1 marks a missing result.
+    """
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "b" or arr.dtype.kind not in "f" or not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise TypeError(f"{name} must hold integers, got dtype {arr.dtype}")
+    if n >= 0 and arr.shape[0] != n:
+        raise ValueError(f"{name} must have length {n} to match the vectors, got {arr.shape[0]}")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{name} must fit in int64, got a maximum of {arr.max()}")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must be non-negative (-1 marks a missing result), got a minimum of {arr.min()}")
+    return arr
+
+
+def check_bool(value, name: str) -> bool:
+    """``value`` must be a bool (NumPy bools too); 0/1 and strings are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)

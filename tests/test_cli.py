@@ -17,7 +17,6 @@ from ivfpq.io import read_vectors, write_vectors
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-HAS_INDEX = all(hasattr(ivfpq, name) for name in ("IVFFlat", "IVFPQ", "HNSW", "load"))
 
 
 def run(capsys, *argv):
@@ -345,14 +344,6 @@ def test_bench_missing_script_is_a_clear_error(tmp_path, monkeypatch, capsys):
 # ----------------------------------------------------------------------------- index
 
 
-@pytest.mark.skipif(HAS_INDEX, reason="the index API is present")
-def test_index_without_the_index_api_is_a_clear_error(tmp_path, capsys, files):
-    code, _, err = run(capsys, "index", "build", files[".npy"], "--type", "ivfflat",
-                       "--out", tmp_path / "i.npz")
-    assert_one_line_error(code, err, "ivfpq index build: error: --type ivfflat needs ivfpq.IVFFlat",
-                          exit_code=1)
-
-
 @pytest.fixture
 def ann_files(tmp_path):
     rng = np.random.default_rng(0)
@@ -368,7 +359,6 @@ def ann_files(tmp_path):
     return paths
 
 
-@pytest.mark.skipif(not HAS_INDEX, reason="the index API (IVFFlat, IVFPQ, HNSW, load) is not merged yet")
 @pytest.mark.parametrize("kind, options, search", [
     ("ivfflat", ["--nlist", "8"], ["--nprobe", "8"]),
     ("ivfpq", ["--nlist", "4", "--M", "4", "--nbits", "4"], ["--nprobe", "4"]),

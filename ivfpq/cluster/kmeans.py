@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._storage import Persistable, register_format
 from .._validation import (
     check_array,
     check_choice,
@@ -330,7 +331,8 @@ class _ParamsMixin:
         return f"{type(self).__name__}({', '.join(changed)})"
 
 
-class KMeans(_ParamsMixin):
+@register_format("kmeans", version=1)
+class KMeans(_ParamsMixin, Persistable):
     """k-means clustering, compatible with scikit-learn.
 
     Parameters
@@ -690,6 +692,49 @@ class KMeans(_ParamsMixin):
         weights = check_sample_weight(sample_weight, X.shape[0])
         scale = 0.5 if self.metric == "cosine" else 1.0
         return -float(np.dot(weights, sq_dists)) * scale
+
+    # -- persistence: save(path) comes from Persistable; ivfpq.load(path) reads it --------
+
+    def _to_arrays(self):
+        meta, arrays = {"params": {}, "array_params": []}, {}
+        for name, value in self.get_params().items():
+            if isinstance(value, np.ndarray):
+                arrays["param_" + name] = value
+                meta["array_params"].append(name)
+            elif value is None or isinstance(value, (bool, int, float, str, np.integer, np.floating)):
+                meta["params"][name] = value
+            else:  # e.g. a Generator as random_state: the fitted state is what is kept
+                meta["params"][name] = None
+        meta["fitted"] = hasattr(self, "cluster_centers_")
+        if meta["fitted"]:
+            meta.update(inertia=self.inertia_, n_iter=self.n_iter_, n_features_in=self.n_features_in_)
+            arrays["cluster_centers"] = self.cluster_centers_
+            arrays["labels"] = self.labels_
+            arrays["history"] = np.asarray(self.history_, dtype=np.float64).reshape(-1, 2)
+            arrays["changed_fraction"] = np.asarray(self.changed_fraction_, dtype=np.float64)
+        return meta, arrays
+
+    @classmethod
+    def _from_arrays(cls, archive):
+        known = set(cls._param_names())
+        params = {k: v for k, v in archive.param("params").items() if k in known}
+        for name in archive.param("array_params"):
+            if name in known:
+                params[name] = archive.array("param_" + name)
+        model = cls(**params)
+        if archive.param("fitted"):
+            d = int(archive.param("n_features_in"))
+            centers = archive.array("cluster_centers", ndim=2, shape=(None, d))
+            if centers.dtype.kind != "f":
+                raise ValueError(f"cluster_centers has dtype {centers.dtype}")
+            model.cluster_centers_ = centers
+            model.labels_ = archive.array("labels", dtype=np.int64, ndim=1)
+            model.inertia_ = float(archive.param("inertia"))
+            model.n_iter_ = int(archive.param("n_iter"))
+            model.n_features_in_ = d
+            model.history_ = [tuple(row) for row in archive.array("history", ndim=2).tolist()]
+            model.changed_fraction_ = archive.array("changed_fraction", ndim=1).tolist()
+        return model
 
 
 def _is_dask_array(X):

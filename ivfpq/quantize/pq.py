@@ -16,6 +16,14 @@ import numbers
 
 import numpy as np
 
+from .._storage import (
+    Persistable,
+    attributes_state,
+    params_from_state,
+    params_state,
+    register_format,
+    restore_attributes,
+)
 from .._validation import (
     check_array,
     check_choice,
@@ -38,7 +46,8 @@ INITS = ("k-means++", "random")
 POINTS_PER_CENTROID = 256  # the default training size is this many rows per centroid
 
 
-class ProductQuantizer(_ParamsMixin):
+@register_format("product_quantizer", version=1)
+class ProductQuantizer(_ParamsMixin, Persistable):
     """Product quantizer with k-means or tile codebooks, and brute-force ADC search.
 
     ``X`` of ``d`` features is cut into ``M`` contiguous sub-spaces of ``dsub = d / M``
@@ -388,6 +397,30 @@ class ProductQuantizer(_ParamsMixin):
         check_is_fitted(self, "codebooks_")
         return check_codes(codes, self.codebooks_.shape[0], self._fitted_nbits())
 
+
+    # -- persistence: save(path) comes from Persistable; ivfpq.load(path) reads it --------
+
+    _saved_attributes = (
+        "codebooks_", "edges_", "dsub_", "n_features_in_", "n_train_used_", "train_message_",
+        "n_iter_", "inertia_", "encoder_",
+    )
+
+    def _to_arrays(self):
+        meta, arrays = params_state(self)
+        meta["fitted"] = hasattr(self, "codebooks_")
+        if meta["fitted"]:
+            attributes_state(self, self._saved_attributes, meta, arrays)
+        return meta, arrays
+
+    @classmethod
+    def _from_arrays(cls, archive):
+        obj = cls(**params_from_state(cls, archive))
+        if archive.param("fitted"):
+            restore_attributes(obj, archive, cls._saved_attributes)
+            cb = obj.codebooks_
+            if cb.ndim != 3 or cb.dtype != np.float32 or cb.shape[0] * cb.shape[2] != obj.n_features_in_:
+                raise ValueError(f"codebooks_ of shape {cb.shape} and dtype {cb.dtype} do not fit the quantizer")
+        return obj
 
 def _midpoint_edges(centers):
     """Boundaries between sorted 1-D centroids: x <= edge goes left (nearest centroid)."""

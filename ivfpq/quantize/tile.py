@@ -18,6 +18,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
+from .._storage import (
+    Persistable,
+    attributes_state,
+    params_from_state,
+    params_state,
+    register_format,
+    restore_attributes,
+)
 from .._validation import (
     check_array,
     check_choice,
@@ -61,7 +69,8 @@ def _empirical_quantiles(sorted_cols, probs):
     return low + frac[None, :] * (high - low)
 
 
-class TileEncoder(_ParamsMixin):
+@register_format("tile_encoder", version=1)
+class TileEncoder(_ParamsMixin, Persistable):
     """Per-dimension scalar quantizer whose bins are the quantiles of a fitted distribution.
 
     Parameters
@@ -352,3 +361,27 @@ class TileEncoder(_ParamsMixin):
     def inverse_transform(self, codes):
         """Same as :meth:`decode` (scikit-learn name)."""
         return self.decode(codes)
+
+    # -- persistence: save(path) comes from Persistable; ivfpq.load(path) reads it --------
+
+    _saved_attributes = (
+        "n_features_in_", "n_samples_seen_", "mean_", "var_", "log_mean_", "log_var_",
+        "n_positive_", "sample_", "edges_", "codebooks_", "distributions_", "ks_",
+        "fitted_distribution_",
+    )
+
+    def _to_arrays(self):
+        meta, arrays = params_state(self)
+        meta["fitted"] = hasattr(self, "n_samples_seen_")
+        if meta["fitted"]:
+            attributes_state(self, self._saved_attributes, meta, arrays)
+        return meta, arrays
+
+    @classmethod
+    def _from_arrays(cls, archive):
+        obj = cls(**params_from_state(cls, archive))
+        if archive.param("fitted"):
+            restore_attributes(obj, archive, cls._saved_attributes)
+            # partial_fit draws reservoir slots from this stream (a fresh one after loading)
+            obj._rng = check_random_state(obj.random_state)
+        return obj
