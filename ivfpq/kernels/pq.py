@@ -93,49 +93,100 @@ def encode_by_edges(X, edges, codes):
             codes[i, j] = pos
 
 
-@njit(parallel=True, cache=True)
-def _nearest_codes(X, codebooks, codebooks_t, c_sq, c_sq_max, codes):
-    """Exact nearest centroid per segment; ``codebooks_t`` is ``(M, dsub, K)``.
+_LANES = 16  # running minima kept in this many lanes, so that LLVM can vectorise them
+
+
+@njit(cache=True, fastmath=True)
+def _min_and_count(score, threshold_gap):
+    """``(min(score), number of entries <= min + threshold_gap)``.
+
+    Written lane-wise because a plain running minimum does not vectorise; min and
+    a count are exact in any order, so fastmath cannot change the result here.
+    """
+    K = score.shape[0]
+    if K < _LANES or K % _LANES:
+        best = score[0]
+        for c in range(1, K):
+            if score[c] < best:
+                best = score[c]
+    else:
+        lanes = score[:_LANES].copy()
+        for c in range(_LANES, K, _LANES):
+            for lane in range(_LANES):
+                v = score[c + lane]
+                lanes[lane] = v if v < lanes[lane] else lanes[lane]
+        best = lanes[0]
+        for lane in range(1, _LANES):
+            if lanes[lane] < best:
+                best = lanes[lane]
+    threshold = best + threshold_gap
+    count = 0
+    for c in range(K):
+        count += score[c] <= threshold
+    return best, threshold, count
+
+
+@njit(cache=True, fastmath=True)
+def _scores(X, i, offset, C_t, c_sq, score):
+    """``score[c] = |c|^2 - 2 x.c`` in float32; returns ``|x|^2`` (float64).
+
+    fastmath lets LLVM fuse multiply-adds; these scores only shortlist centroids
+    (within a rounding bound that fused operations only tighten) and every
+    shortlisted one is rescored exactly, so the result cannot change.
+    """
+    dsub, K = C_t.shape
+    x_sq = 0.0
+    for c in range(K):
+        score[c] = c_sq[c]
+    for t in range(dsub):
+        xt = X[i, offset + t]
+        x_sq += np.float64(xt) * np.float64(xt)
+        xv = np.float32(-2.0) * np.float32(xt)
+        for c in range(K):
+            score[c] += xv * C_t[t, c]
+    return x_sq
+
+
+@njit(cache=True)
+def _nearest_in_subspace(X, i, offset, C, C_t, c_sq, c_sq_max, score):
+    """Nearest row of ``C`` (K, dsub) to ``X[i, offset:offset+dsub]``: (id, exact squared distance).
 
     A float32 pass scores all K centroids with ``|c|^2 - 2 x.c`` (SIMD over the
-    centroids). That expansion can misorder nearly equidistant centroids, so every
-    centroid whose score is within a bound on its rounding error of the best is
-    rescored as ``|x - c|^2`` in float64; the smallest wins, ties to the lower id.
-    Usually only the winner is rescored.
+    centroids; ``C_t`` is ``C`` transposed, float32). The expansion can misorder
+    centroids whose distances differ by less than its rounding error, so every
+    centroid scoring within twice a bound on that error of the best is rescored as
+    ``|x - c|^2`` in float64 against ``C`` itself; the smallest wins, ties to the
+    lower id. Usually only the winner is within the bound.
     """
+    dsub, K = C_t.shape
+    x_sq = _scores(X, i, offset, C_t, c_sq, score)
+    gap = np.float32(4.0 * (dsub + 2) * 1.2e-7 * (x_sq + c_sq_max) + 1e-30)
+    _, threshold, _ = _min_and_count(score, gap)
+    best = -1
+    best_d = np.inf
+    for c in range(K):
+        if score[c] <= threshold:
+            acc = 0.0
+            for t in range(dsub):
+                diff = np.float64(X[i, offset + t]) - np.float64(C[c, t])
+                acc += diff * diff
+            if acc < best_d:
+                best_d = acc
+                best = c
+    return best, best_d
+
+
+@njit(parallel=True, cache=True)
+def _nearest_codes(X, codebooks, codebooks_t, c_sq, c_sq_max, codes):
     n = X.shape[0]
     M, dsub, K = codebooks_t.shape
-    eps = 4.0 * (dsub + 2) * 1.2e-7  # twice a bound on one score's rounding error
     chunk = 256
     for ch in prange((n + chunk - 1) // chunk):
         score = np.empty(K, dtype=np.float32)
         for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
             for m in range(M):
-                x_sq = 0.0
-                for c in range(K):
-                    score[c] = c_sq[m, c]
-                for t in range(dsub):
-                    xt = X[i, m * dsub + t]
-                    x_sq += np.float64(xt) * np.float64(xt)
-                    xv = np.float32(-2.0) * np.float32(xt)
-                    for c in range(K):
-                        score[c] += xv * codebooks_t[m, t, c]
-                best_score = score[0]
-                for c in range(1, K):
-                    if score[c] < best_score:
-                        best_score = score[c]
-                slack = eps * (x_sq + c_sq_max[m]) + 1e-30
-                best = -1
-                best_d = np.inf
-                for c in range(K):
-                    if score[c] <= best_score + slack:
-                        acc = 0.0
-                        for t in range(dsub):
-                            diff = np.float64(X[i, m * dsub + t]) - np.float64(codebooks[m, c, t])
-                            acc += diff * diff
-                        if acc < best_d:
-                            best_d = acc
-                            best = c
+                best, _ = _nearest_in_subspace(X, i, m * dsub, codebooks[m], codebooks_t[m],
+                                               c_sq[m], c_sq_max[m], score)
                 codes[i, m] = best
 
 
@@ -143,11 +194,12 @@ def encode_nearest(X, codebooks, codes):
     """Nearest centroid (squared L2) in each sub-space: ``codes[i, m]``.
 
     ``X`` is ``(n, M*dsub)`` float32 or float64; ``codebooks`` ``(M, K, dsub)`` float32;
-    ``codes`` ``(n, M)`` uint8/uint16, filled in place. Exact: the winner is confirmed
-    in float64 (ties to the lower centroid id), so a vector equal to a centroid
-    encodes to it. Cost O(n * K * d); parallel over rows.
+    ``codes`` ``(n, M)`` uint8/uint16, filled in place. Exact: near-ties of the float32
+    scores are re-decided in float64 (ties to the lower centroid id), so a vector
+    equal to a centroid encodes to it. Cost O(n * K * d) without BLAS, which suits
+    PQ's few dimensions per sub-space; parallel over blocks of rows.
     """
-    codebooks_t = np.ascontiguousarray(codebooks.transpose(0, 2, 1))
+    codebooks_t = np.ascontiguousarray(codebooks.transpose(0, 2, 1), dtype=np.float32)
     c_sq64 = np.einsum("mkt,mkt->mk", codebooks, codebooks, dtype=np.float64)
     _nearest_codes(X, codebooks, codebooks_t, c_sq64.astype(np.float32), c_sq64.max(axis=1), codes)
     return codes
