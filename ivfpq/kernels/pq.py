@@ -223,19 +223,37 @@ def decode(codes, codebooks, out):
 # ----------------------------------------------------------------------------- tables
 
 
+@njit(cache=True)
+def _transpose_codebooks(codebooks):
+    M, K, dsub = codebooks.shape
+    out = np.empty((M, dsub, K), dtype=np.float64)
+    for m in range(M):
+        for c in range(K):
+            for t in range(dsub):
+                out[m, t, c] = codebooks[m, c, t]
+    return out
+
+
 @njit(parallel=True, cache=True)
 def distance_tables_l2(Q, codebooks, tables):
-    """``tables[q, m, c] = |Q[q, sub m] - codebooks[m, c]|^2`` (float64 sums, stored float32)."""
+    """``tables[q, m, c] = |Q[q, sub m] - codebooks[m, c]|^2`` (float64 sums, stored float32).
+
+    ``Q`` is ``(nq, M*dsub)``; parallel over queries, vectorised over centroids.
+    """
     nq = Q.shape[0]
     M, K, dsub = codebooks.shape
+    cb_t = _transpose_codebooks(codebooks)
     for q in prange(nq):
+        acc = np.empty(K, dtype=np.float64)
         for m in range(M):
+            acc[:] = 0.0
+            for t in range(dsub):
+                qv = np.float64(Q[q, m * dsub + t])
+                for c in range(K):
+                    diff = qv - cb_t[m, t, c]
+                    acc[c] += diff * diff
             for c in range(K):
-                acc = 0.0
-                for t in range(dsub):
-                    diff = np.float64(Q[q, m * dsub + t]) - np.float64(codebooks[m, c, t])
-                    acc += diff * diff
-                tables[q, m, c] = acc
+                tables[q, m, c] = acc[c]
 
 
 @njit(parallel=True, cache=True)
@@ -243,13 +261,17 @@ def distance_tables_ip(Q, codebooks, tables):
     """``tables[q, m, c] = <Q[q, sub m], codebooks[m, c]>`` (float64 sums, stored float32)."""
     nq = Q.shape[0]
     M, K, dsub = codebooks.shape
+    cb_t = _transpose_codebooks(codebooks)
     for q in prange(nq):
+        acc = np.empty(K, dtype=np.float64)
         for m in range(M):
+            acc[:] = 0.0
+            for t in range(dsub):
+                qv = np.float64(Q[q, m * dsub + t])
+                for c in range(K):
+                    acc[c] += qv * cb_t[m, t, c]
             for c in range(K):
-                acc = 0.0
-                for t in range(dsub):
-                    acc += np.float64(Q[q, m * dsub + t]) * np.float64(codebooks[m, c, t])
-                tables[q, m, c] = acc
+                tables[q, m, c] = acc[c]
 
 
 # ----------------------------------------------------------------------------- ADC
@@ -267,21 +289,6 @@ def _adc_row(codes, i, table):
     for m in range(codes.shape[1]):
         acc += table[m, codes[i, m]]
     return acc
-
-
-@njit(cache=True)
-def _adc_4rows(codes, i, table):
-    """``_adc_row`` for rows i..i+3 at once: four independent chains of loads and adds."""
-    a0 = np.float32(0.0)
-    a1 = np.float32(0.0)
-    a2 = np.float32(0.0)
-    a3 = np.float32(0.0)
-    for m in range(codes.shape[1]):
-        a0 += table[m, codes[i, m]]
-        a1 += table[m, codes[i + 1, m]]
-        a2 += table[m, codes[i + 2, m]]
-        a3 += table[m, codes[i + 3, m]]
-    return a0, a1, a2, a3
 
 
 @njit(parallel=True, cache=True)
@@ -401,22 +408,118 @@ def adc_scan_into_heap(codes, ids, table, heap_dist, heap_ids):
             heap_push(heap_dist, heap_ids, dist, ids[i])
 
 
+_PRUNE_EVERY = 8  # sub-spaces between early-abandon checks
+
+
+@njit(cache=True, fastmath=True)
+def _min_value(table):
+    """Smallest entry of a C-contiguous table (lane-wise, so it vectorises; min is exact)."""
+    flat = table.ravel()
+    n = flat.shape[0]
+    lanes = np.full(_LANES, np.inf, dtype=np.float32)
+    stop = n - n % _LANES
+    for c in range(0, stop, _LANES):
+        for lane in range(_LANES):
+            v = flat[c + lane]
+            lanes[lane] = v if v < lanes[lane] else lanes[lane]
+    best = np.float32(np.inf)
+    for lane in range(_LANES):
+        if lanes[lane] < best:
+            best = lanes[lane]
+    for c in range(stop, n):
+        if flat[c] < best:
+            best = flat[c]
+    return best
+
+
 @njit(cache=True)
-def _scan_range(codes, start, stop, table, heap_dist, heap_ids):
-    """Rows ``start..stop-1`` into the heap, ids = row numbers (increasing, so a tie
-    with the root never displaces it and ``<`` suffices)."""
+def _offer4(heap_dist, heap_ids, i, a0, a1, a2, a3):
+    if a0 < heap_dist[0]:
+        heap_push(heap_dist, heap_ids, a0, i)
+    if a1 < heap_dist[0]:
+        heap_push(heap_dist, heap_ids, a1, i + 1)
+    if a2 < heap_dist[0]:
+        heap_push(heap_dist, heap_ids, a2, i + 2)
+    if a3 < heap_dist[0]:
+        heap_push(heap_dist, heap_ids, a3, i + 3)
+
+
+@njit(cache=True)
+def _scan_plain(codes, start, stop, table, heap_dist, heap_ids):
+    """Rows four at a time: four independent chains of loads and adds."""
+    M = codes.shape[1]
     i = start
     while i + 4 <= stop:
-        a0, a1, a2, a3 = _adc_4rows(codes, i, table)
-        if a0 < heap_dist[0]:
-            heap_push(heap_dist, heap_ids, a0, i)
-        if a1 < heap_dist[0]:
-            heap_push(heap_dist, heap_ids, a1, i + 1)
-        if a2 < heap_dist[0]:
-            heap_push(heap_dist, heap_ids, a2, i + 2)
-        if a3 < heap_dist[0]:
-            heap_push(heap_dist, heap_ids, a3, i + 3)
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        for m in range(M):
+            a0 += table[m, codes[i, m]]
+            a1 += table[m, codes[i + 1, m]]
+            a2 += table[m, codes[i + 2, m]]
+            a3 += table[m, codes[i + 3, m]]
+        top = heap_dist[0]
+        if a0 < top or a1 < top or a2 < top or a3 < top:
+            _offer4(heap_dist, heap_ids, i, a0, a1, a2, a3)
         i += 4
+    return i
+
+
+@njit(cache=True)
+def _scan_pruned(codes, start, stop, table, heap_dist, heap_ids):
+    """``_scan_plain`` that gives up on four rows once all their partial sums exceed the heap's top.
+
+    Valid only when every table entry is >= 0: a partial sum can then only grow,
+    in float32 too, so none of the four rows could enter the heap.
+    """
+    M = codes.shape[1]
+    M_chunks = M - M % _PRUNE_EVERY
+    i = start
+    while i + 4 <= stop:
+        top = heap_dist[0]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        m = 0
+        alive = True
+        while m < M_chunks:
+            for mm in range(m, m + _PRUNE_EVERY):
+                a0 += table[mm, codes[i, mm]]
+                a1 += table[mm, codes[i + 1, mm]]
+                a2 += table[mm, codes[i + 2, mm]]
+                a3 += table[mm, codes[i + 3, mm]]
+            m += _PRUNE_EVERY
+            if a0 > top and a1 > top and a2 > top and a3 > top:
+                alive = False
+                break
+        if alive:
+            for mm in range(M_chunks, M):
+                a0 += table[mm, codes[i, mm]]
+                a1 += table[mm, codes[i + 1, mm]]
+                a2 += table[mm, codes[i + 2, mm]]
+                a3 += table[mm, codes[i + 3, mm]]
+            _offer4(heap_dist, heap_ids, i, a0, a1, a2, a3)
+        i += 4
+    return i
+
+
+@njit(cache=True)
+def _scan_range(codes, start, stop, table, heap_dist, heap_ids):
+    """Rows ``start..stop-1`` into the heap, ids = row numbers.
+
+    With squared-L2 tables (every entry >= 0) and at least 32 sub-spaces, groups of
+    four rows are abandoned once all four partial sums exceed the heap's largest
+    distance. The rows that are kept have been summed in full, in the usual order,
+    so the result is the same as without the shortcut. Ids increase, so a tie with
+    the root never displaces it and ``<`` suffices.
+    """
+    M = codes.shape[1]
+    if M >= 4 * _PRUNE_EVERY and _min_value(table) >= 0:
+        i = _scan_pruned(codes, start, stop, table, heap_dist, heap_ids)
+    else:
+        i = _scan_plain(codes, start, stop, table, heap_dist, heap_ids)
     while i < stop:
         dist = _adc_row(codes, i, table)
         if dist < heap_dist[0]:
