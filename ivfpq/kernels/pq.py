@@ -98,10 +98,11 @@ _LANES = 16  # running minima kept in this many lanes, so that LLVM can vectoris
 
 @njit(cache=True, fastmath=True)
 def _min_and_count(score, threshold_gap):
-    """``(min(score), number of entries <= min + threshold_gap)``.
+    """``(min(score) + threshold_gap, number of entries <= that)``.
 
-    Written lane-wise because a plain running minimum does not vectorise; min and
-    a count are exact in any order, so fastmath cannot change the result here.
+    Written lane-wise because a plain running minimum does not vectorise; a
+    minimum and a count are exact in any order, so fastmath cannot change the
+    result here.
     """
     K = score.shape[0]
     if K < _LANES or K % _LANES:
@@ -123,7 +124,7 @@ def _min_and_count(score, threshold_gap):
     count = 0
     for c in range(K):
         count += score[c] <= threshold
-    return best, threshold, count
+    return threshold, count
 
 
 @njit(cache=True, fastmath=True)
@@ -161,7 +162,16 @@ def _nearest_in_subspace(X, i, offset, C, C_t, c_sq, c_sq_max, score):
     dsub, K = C_t.shape
     x_sq = _scores(X, i, offset, C_t, c_sq, score)
     gap = np.float32(4.0 * (dsub + 2) * 1.2e-7 * (x_sq + c_sq_max) + 1e-30)
-    _, threshold, _ = _min_and_count(score, gap)
+    threshold, count = _min_and_count(score, gap)
+    if count == 1:  # the usual case: no other centroid is close enough to be in doubt
+        arg = 0
+        while score[arg] > threshold:
+            arg += 1
+        acc = 0.0
+        for t in range(dsub):
+            diff = np.float64(X[i, offset + t]) - np.float64(C[arg, t])
+            acc += diff * diff
+        return arg, acc
     best = -1
     best_d = np.inf
     for c in range(K):
