@@ -319,6 +319,8 @@ def plot_centroids(path, name, base, fitted):
     for dim, ax in enumerate(axes):
         values = base[:, dim]
         lo, hi = np.percentile(values, [0.1, 99.9])
+        if hi <= lo:  # a (nearly) constant dimension, e.g. a corner pixel
+            lo, hi = lo - 0.5, hi + 0.5
         counts, edges, _ = ax.hist(values, bins=120, range=(lo, hi), color="0.8", density=True,
                                    label="data")
         top = counts.max()
@@ -332,6 +334,8 @@ def plot_centroids(path, name, base, fitted):
             centers = pq.codebooks_[dim, :, 0]
             span = hi - lo
             centers = centers[(centers >= lo - span) & (centers <= hi + span)]
+            if centers.size == 0:
+                continue
             left, right = min(left, centers.min()), max(right, centers.max())
             y = -top * (0.08 + 0.09 * level)
             ax.plot(centers, np.full(centers.shape, y), "|", color=color, ms=7, mew=0.8, label=label)

@@ -139,6 +139,10 @@ def test_adc_topk_is_the_k_smallest_pairs_on_every_path(n, k, M, nq, integer, se
         single = np.empty(n, dtype=np.float32)
         kernels.adc_distances(codes, tables[q], single)
         assert np.array_equal(single, full)
+        rows = np.arange(n)[::-2].copy()
+        some = np.empty(len(rows), dtype=np.float32)
+        kernels.adc_distances_at(codes, rows, tables[q], some)
+        assert np.array_equal(some, full[rows])
 
 
 def test_adc_scan_into_heap_reports_given_ids_across_calls():

@@ -20,6 +20,20 @@ Contracts shared by every function here (callers validate, kernels trust):
   on how the scan was split into blocks.
 
 Nothing here allocates per code; every kernel writes into arrays the caller owns.
+
+How the indexes use them (sketch)::
+
+    # IVF-PQ, one query: a table per probed list (residual to its centroid), one heap
+    heap_init(heap_dist, heap_ids)                          # float32 / int64, length k
+    for list_id in probed:
+        distance_tables_l2(residual(q, list_id)[None], codebooks, table)   # (1, M, K)
+        adc_scan_into_heap(list_codes[list_id], list_ids[list_id], table[0],
+                           heap_dist, heap_ids)
+    heap_sort(heap_dist, heap_ids)
+
+    # HNSW over codes: one table per query, then distances of the nodes visited
+    adc_distance(codes, node, table)                        # inside a Numba kernel
+    adc_distances_at(codes, nodes, table, out)              # a batch of neighbours
 """
 
 from __future__ import annotations
@@ -33,7 +47,9 @@ __all__ = [
     "decode",
     "distance_tables_l2",
     "distance_tables_ip",
+    "adc_distance",
     "adc_distances",
+    "adc_distances_at",
     "adc_topk",
     "adc_scan_into_heap",
     "heap_init",
@@ -299,6 +315,17 @@ def _adc_row(codes, i, table):
     for m in range(codes.shape[1]):
         acc += table[m, codes[i, m]]
     return acc
+
+
+adc_distance = _adc_row
+"""``adc_distance(codes, i, table)``: the ADC distance of code row ``i`` (for other kernels)."""
+
+
+@njit(cache=True)
+def adc_distances_at(codes, rows, table, out):
+    """``out[r] = adc_distance(codes, rows[r], table)`` for a few rows (one thread)."""
+    for r in range(rows.shape[0]):
+        out[r] = _adc_row(codes, rows[r], table)
 
 
 @njit(parallel=True, cache=True)
