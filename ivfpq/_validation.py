@@ -7,6 +7,7 @@ what they are given. Each error names the parameter, what it got and what it acc
 from __future__ import annotations
 
 import numbers
+import sys
 
 import numpy as np
 
@@ -21,6 +22,9 @@ __all__ = [
     "check_random_state",
     "check_n_features",
     "check_is_fitted",
+    "check_lazy_array",
+    "check_block",
+    "check_block_weights",
     "check_codes",
 ]
 
@@ -28,7 +32,28 @@ _FLOAT_DTYPES = (np.float32, np.float64)
 
 
 class NotFittedError(ValueError, AttributeError):
-    """Raised when a method needs a fitted estimator or a trained index."""
+    """Raised when a method needs a fitted estimator or a trained index.
+
+    When scikit-learn is loaded in the process, the error raised is also an instance
+    of ``sklearn.exceptions.NotFittedError``, so code written for scikit-learn catches it.
+    """
+
+
+_SKLEARN_COMPATIBLE_NOT_FITTED = None
+
+
+def _not_fitted_error(message: str) -> NotFittedError:
+    # Only code that has imported scikit-learn can name its NotFittedError, so the
+    # combined class is built lazily, and importing ivfpq never imports scikit-learn.
+    global _SKLEARN_COMPATIBLE_NOT_FITTED
+    if "sklearn" not in sys.modules:
+        return NotFittedError(message)
+    if _SKLEARN_COMPATIBLE_NOT_FITTED is None:
+        from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+        _SKLEARN_COMPATIBLE_NOT_FITTED = type("NotFittedError", (NotFittedError, SklearnNotFittedError), {
+            "__module__": __name__, "__doc__": NotFittedError.__doc__})
+    return _SKLEARN_COMPATIBLE_NOT_FITTED(message)
 
 
 def _describe(value) -> str:
@@ -76,7 +101,7 @@ def check_array(
                 f"a real number: {exc}"
             ) from exc
     elif arr.dtype.kind == "c":
-        raise TypeError(f"{name} has complex dtype {arr.dtype}; only real numbers are accepted")
+        raise ValueError(f"{name} has complex dtype {arr.dtype}; Complex data not supported; pass real numbers")
     elif arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} has non-numeric dtype {arr.dtype}; expected float32, float64 or an integer type"
@@ -85,8 +110,8 @@ def check_array(
     if arr.ndim != ndim:
         if ndim == 2 and arr.ndim == 1:
             raise ValueError(
-                f"{name} must be 2-D (n_samples, n_features), got a 1-D array of shape {arr.shape}; "
-                "reshape it with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+                f"{name} must be 2-D (n_samples, n_features), got a 1-D array of shape {arr.shape}. "
+                "Reshape your data with X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
             )
         raise ValueError(f"{name} must be {ndim}-D, got {arr.ndim}-D with shape {arr.shape}")
 
@@ -96,7 +121,9 @@ def check_array(
             f"sample{'s' if min_rows != 1 else ''} required"
         )
     if ndim == 2 and arr.shape[1] < min_cols:
-        raise ValueError(f"{name} has 0 features (shape {arr.shape}); at least {min_cols} required")
+        raise ValueError(
+            f"{name} has {arr.shape[1]} feature(s) (shape={arr.shape}) while a minimum of {min_cols} is required."
+        )
 
     if isinstance(dtype, str):
         target = np.dtype(dtype)
@@ -198,21 +225,99 @@ def check_random_state(random_state) -> np.random.Generator:
     )
 
 
-def check_n_features(X: np.ndarray, n_features: int, name: str = "X", fitted_on: str = "fit") -> None:
+def check_n_features(X: np.ndarray, n_features: int, name: str = "X", owner: str = "the model") -> None:
+    """``X`` must have the feature count the object was fitted or trained with."""
     if X.shape[1] != n_features:
         raise ValueError(
-            f"{name} has {X.shape[1]} features, but this object was {fitted_on} with "
-            f"{n_features} features"
+            f"{name} has {X.shape[1]} features, but {owner} is expecting {n_features} "
+            "features as input"
         )
 
 
 def check_is_fitted(obj, attribute: str, what: str = "fit") -> None:
     if not hasattr(obj, attribute):
-        raise NotFittedError(
+        raise _not_fitted_error(
             f"This {type(obj).__name__} instance is not fitted yet; call {what}() before using it"
         )
 
 
+# ----------------------------------------------------------------------------- blocks
+# Arrays too large to check at once (np.memmap, Dask arrays) are checked in two
+# steps: their shape and dtype up front, then each block as it is read.
+
+
+def check_lazy_array(X, name: str = "X") -> np.dtype:
+    """Check the shape and dtype of an array that is read block by block.
+
+    ``X`` is a ``numpy.memmap`` or a Dask array (anything with ``shape``, ``ndim``
+    and ``dtype``); nothing is read. Returns the float dtype its blocks will have:
+    float32 and float64 are kept, integers and booleans become float64. Values are
+    checked later, block by block, by :func:`check_block`.
+    """
+    dtype = np.dtype(X.dtype)
+    if dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {dtype}; only real numbers are accepted")
+    if dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} has non-numeric dtype {dtype}; expected float32, float64 or an integer type"
+        )
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got {X.ndim}-D with shape {X.shape}")
+    chunks = getattr(X, "chunks", None)
+    if chunks is not None and any(np.isnan(c) for c in chunks[0]):
+        raise ValueError(
+            f"{name} is a Dask array with unknown chunk sizes (shape {X.shape}); "
+            "call X.compute_chunk_sizes() first"
+        )
+    if X.shape[0] < 1:
+        raise ValueError(f"{name} has n_samples=0 (shape {X.shape}); at least 1 sample required")
+    if X.shape[1] < 1:
+        raise ValueError(f"{name} has 0 features (shape {X.shape}); at least 1 required")
+    return dtype if dtype in _FLOAT_DTYPES else np.dtype(np.float64)
+
+
+def check_block(block, dtype, row_offset: int, name: str = "X") -> np.ndarray:
+    """One block of rows of a large array as a C-contiguous array of ``dtype``.
+
+    NaN and infinity raise ``ValueError`` naming the first offending row by its
+    index in the whole array (``row_offset`` is the index of the block's first row).
+    """
+    out = np.ascontiguousarray(block, dtype=dtype)
+    if out.size and not np.isfinite(out).all():
+        bad_rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
+        raise ValueError(
+            f"{name} contains NaN or infinity in {bad_rows.size} rows of the block starting at "
+            f"row {row_offset}, first at row {row_offset + int(bad_rows[0])}; remove or impute "
+            "them before calling"
+        )
+    return out
+
+
+def check_block_weights(weights, n_rows: int, row_offset: int) -> np.ndarray:
+    """The sample weights of one block as float64; all ones when ``weights`` is None.
+
+    Weights must be finite and non-negative; that not all of them are zero can only
+    be checked over all blocks, by the caller.
+    """
+    if weights is None:
+        return np.ones(n_rows, dtype=np.float64)
+    out = np.array(weights, dtype=np.float64)
+    if out.shape != (n_rows,):
+        raise ValueError(
+            f"sample_weight must have one weight per row of X; the block starting at row "
+            f"{row_offset} has {n_rows} rows but {out.shape} weights"
+        )
+    if not np.isfinite(out).all():
+        raise ValueError(
+            f"sample_weight contains NaN or infinity (block starting at row {row_offset}); "
+            "weights must be finite"
+        )
+    if (out < 0).any():
+        raise ValueError(
+            f"sample_weight must be non-negative, got {out.min()!r} in the block starting "
+            f"at row {row_offset}"
+        )
+    return out
 def check_codes(codes, n_subspaces: int, nbits: int, name: str = "codes") -> np.ndarray:
     """PQ codes as a C-contiguous ``(n, n_subspaces)`` array of the code dtype.
 

@@ -24,14 +24,15 @@ from .._validation import (
     check_random_state,
     check_sample_weight,
 )
-from ..kernels.distances import sq_norms
+from ..kernels.distances import exact_sq_distances, sq_norms
 from ..kernels.lloyd import cluster_sums
-from .assign import ExactAssigner
+from .assign import ExactAssigner, GraphAssigner
 from .init import kmeans_plusplus, random_init
 
 __all__ = ["kmeans", "KMeans", "lloyd", "LloydResult"]
 
-ALGORITHMS = ("lloyd",)
+ALGORITHMS = ("lloyd", "mop", "auto")
+INITS = ("k-means++", "random", "k-means||")
 METRICS = ("sqeuclidean", "cosine")
 
 
@@ -85,18 +86,30 @@ def _normalize_rows(A):
     return out
 
 
+def cost_from_sums(weighted_sq_norm_total, sums, counts, centers):
+    """Exact weighted cost of a labelling against ``centers``, from its cluster sums.
+
+    sum_i w_i |x_i - c_l(i)|^2 = sum_i w_i |x_i|^2 - 2 sum_c c.S_c + sum_c W_c |c|^2,
+    all in float64: one O(k d) step instead of a pass over the points.
+    """
+    C = centers.astype(np.float64, copy=False)
+    cost = weighted_sq_norm_total - 2.0 * np.einsum("ij,ij->", C, sums) + float(counts @ np.einsum("ij,ij->i", C, C))
+    return max(cost, 0.0)
+
+
 def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
     """Give each empty cluster one of the points farthest from their centroid.
 
     The point leaves its old cluster's sum and count. Only points with positive
     weight are moved, farthest first, ties by row order, so the result is deterministic.
+    Returns the rows moved.
     """
     empty = np.flatnonzero(counts == 0)
     if empty.size == 0:
-        return 0
+        return np.empty(0, dtype=np.int64)
     candidates = np.flatnonzero(weights > 0)
     order = candidates[np.argsort(-sq_dists[candidates], kind="stable")]
-    moved = 0
+    moved = []
     for cluster, row in zip(empty, order):
         old = labels[row]
         w = weights[row]
@@ -107,8 +120,27 @@ def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
         counts[cluster] = w
         labels[row] = cluster
         sq_dists[row] = 0.0
-        moved += 1
-    return moved
+        moved.append(row)
+    return np.asarray(moved, dtype=np.int64)
+
+
+def _updated_centers(centers, sums, counts, spherical=False):
+    """Lloyd's update: each centroid with points moves to their weighted mean.
+
+    A centroid without points stays where it is. Returns the new centroids in
+    ``centers``' dtype and the summed squared shift (float64). Shared by
+    :func:`lloyd` and the blocked / distributed loop (:mod:`ivfpq.cluster.blocked`).
+    """
+    updated = centers.astype(np.float64, copy=True)
+    filled = counts > 0
+    updated[filled] = sums[filled] / counts[filled, None]
+    if spherical:
+        norms = np.sqrt(np.einsum("ij,ij->i", updated, updated))
+        keep = norms > 0
+        updated[keep] /= norms[keep, None]
+    updated = updated.astype(centers.dtype)
+    shift = float(np.sum((updated.astype(np.float64) - centers) ** 2))
+    return updated, shift
 
 
 def lloyd(
@@ -128,8 +160,8 @@ def lloyd(
     Each iteration assigns every point with ``assigner`` and moves each centroid to
     the weighted mean of its points. ``history`` gets one ``(seconds, inertia)``
     pair per iteration: the time since the call began and the inertia of that
-    iteration's assignment. Stops when no label changes, when the squared centroid
-    shift is at most ``tol`` (or, with ``stop_when_allclose``, when the centroids
+    iteration's assignment (its cost against the centroids it was made with).
+    Stops when no label changes, when the squared centroid shift is at most ``tol`` (or, with ``stop_when_allclose``, when the centroids
     are ``allclose`` to the previous ones), or after ``max_iter`` iterations. The
     returned labels and inertia belong to the returned centers.
     """
@@ -139,6 +171,7 @@ def lloyd(
     labels = np.full(n, -1, dtype=np.int64)
     new_labels = np.empty(n, dtype=np.int64)
     sq_dists = np.empty(n, dtype=np.float64)
+    weighted_sq_norm_total = float(weights @ np.einsum("ij,ij->i", X, X, dtype=np.float64))
     state = assigner.new_state(n)
     history, changed_fraction = [], []
     labels_match_centers = False
@@ -147,7 +180,6 @@ def lloyd(
     for iteration in range(max_iter):
         assigner.prepare(centers)
         assigner.assign(X, state, new_labels, sq_dists)
-        inertia = float(np.dot(weights, sq_dists))
         changed = int(np.count_nonzero(new_labels != labels))
         labels, new_labels = new_labels, labels
         if changed == 0:  # strict convergence: the update would not move anything
@@ -156,16 +188,11 @@ def lloyd(
         n_iter = iteration + 1
 
         sums, counts = cluster_sums(X, labels, weights, k)
-        _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
-        updated = centers.astype(np.float64, copy=True)
-        filled = counts > 0
-        updated[filled] = sums[filled] / counts[filled, None]
-        if spherical:
-            norms = np.sqrt(np.einsum("ij,ij->i", updated, updated))
-            keep = norms > 0
-            updated[keep] /= norms[keep, None]
-        updated = updated.astype(X.dtype)
-        shift = float(np.sum((updated.astype(np.float64) - centers) ** 2))
+        inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
+        moved = _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
+        if moved.size and hasattr(assigner, "relabel"):  # assigners that remember labels
+            assigner.relabel(state, moved, labels[moved])
+        updated, shift = _updated_centers(centers, sums, counts, spherical)
         converged = np.allclose(updated, centers) if stop_when_allclose else shift <= tol
         centers = updated
 
@@ -179,7 +206,8 @@ def lloyd(
     if not labels_match_centers:
         assigner.prepare(centers)
         assigner.assign(X, state, labels, sq_dists)
-    inertia = float(np.dot(weights, sq_dists))
+    sums, counts = cluster_sums(X, labels, weights, k)
+    inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
     return LloydResult(centers, labels, inertia, n_iter, history, changed_fraction)
 
 
@@ -231,6 +259,35 @@ def kmeans(X, k, iters=25, seed=0):
     return result.centers, result.labels
 
 
+# ----------------------------------------------------------------------------- auto
+
+
+# Measured with ``benchmarks/kmeans_large_k.py --crossover --n 50000`` (5 iterations
+# from the same init, d in {16, 50, 128}; shared 2-core machine): exact / mop time was
+# 0.1-1.7 at k=1,000, 1.6-2.2 at k=2,000 and 2.6-5.3 at k=4,000, about the same for
+# every d (both costs grow with d). Below ~20,000 points the graph build, which costs
+# about as much as tens of assignments per centroid, is not paid back.
+MOP_MIN_CLUSTERS = 2000
+MOP_MIN_SAMPLES = 20_000
+
+
+def choose_algorithm(n_samples, n_clusters, n_features):
+    """"lloyd" or "mop": the faster one for this shape, by the measured crossover.
+
+    "mop" from ``MOP_MIN_CLUSTERS`` clusters and ``MOP_MIN_SAMPLES`` samples on;
+    ``n_features`` is accepted for the record: the crossover was measured not to move
+    with it.
+
+    Examples
+    --------
+    >>> choose_algorithm(1_000_000, 10_000, 128), choose_algorithm(100_000, 256, 128)
+    ('mop', 'lloyd')
+    """
+    if n_clusters >= MOP_MIN_CLUSTERS and n_samples >= MOP_MIN_SAMPLES:
+        return "mop"
+    return "lloyd"
+
+
 # ----------------------------------------------------------------------------- KMeans
 
 
@@ -280,8 +337,12 @@ class KMeans(_ParamsMixin):
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {"k-means++", "random"} or array of shape (n_clusters, n_features), default="k-means++"
-        "k-means++" is the greedy variant scikit-learn uses; "random" picks distinct rows.
+    init : {"k-means++", "random", "k-means||"} or array of shape (n_clusters, n_features), \
+            default="k-means++"
+        "k-means++" is the greedy variant scikit-learn uses; "random" picks distinct rows;
+        "k-means||" is the scalable k-means++ of Bahmani et al. (a few passes over the
+        data, then weighted k-means++ on about ``10 * n_clusters`` candidates). On a
+        Dask array or an ``np.memmap`` "k-means++" runs as "k-means||".
     n_init : int or "auto", default="auto"
         Independent runs from different initialisations; the lowest inertia wins.
         "auto" means 1 for "k-means++" or an array, 10 for "random".
@@ -290,9 +351,12 @@ class KMeans(_ParamsMixin):
     tol : float, default=1e-4
         Stop when the summed squared centroid shift is at most ``tol`` times the
         mean per-feature variance of ``X`` (as scikit-learn).
-    algorithm : {"lloyd"}, default="lloyd"
+    algorithm : {"lloyd", "mop", "auto"}, default="lloyd"
         How points find their centroid: "lloyd" compares with every centroid
-        (BLAS blocks).
+        (BLAS blocks, cost n*k*d per iteration); "mop" (MOPBucket) searches an HNSW
+        graph over the centroids, seeded with each point's previous centroids (cost
+        about n*ef_search*2M*d; the objective still never rises); "auto" picks "mop"
+        where it was measured to be faster (see ``algorithm_``).
     metric : {"sqeuclidean", "cosine"}, default="sqeuclidean"
         "cosine" runs spherical k-means: rows are L2-normalised and centroids kept at
         unit norm; ``inertia_`` is then the sum of cosine distances ``1 - cos``.
@@ -303,6 +367,20 @@ class KMeans(_ParamsMixin):
     n_threads : int or None, default=None
         Threads for the kernels and BLAS; None uses every core. Results do not
         depend on it.
+    M : int, default=16
+        "mop" only: graph degree (``2*M`` neighbours on the bottom layer).
+    ef_construction : int, default=40
+        "mop" only: beam width when the centroid graph is built or repaired.
+    ef_search : int, default=8
+        "mop" only: beam width of each point's search.
+    additional_centroids : int, default=3
+        "mop" only: runners-up remembered per point (memory ``n*(1+additional_centroids)``
+        int32) and used, with the previous centroid, as seeds of the next search.
+    min_iterations : int, default=2
+        "mop" only: node expansions each search makes at least.
+    bulk_size : int, default=2048
+        "mop" only: points per bulk; within a bulk, queries are sorted so that each
+        one starts near the previous one.
 
     Attributes
     ----------
@@ -313,6 +391,8 @@ class KMeans(_ParamsMixin):
         true cost of ``labels_`` against ``cluster_centers_``.
     n_iter_ : int
     n_features_in_ : int
+    algorithm_ : str
+        The algorithm used: ``algorithm``, or what "auto" chose.
     history_ : list of (float, float)
         One ``(seconds_since_fit_start, inertia)`` pair per iteration of the best run.
     changed_fraction_ : list of float
@@ -345,6 +425,12 @@ class KMeans(_ParamsMixin):
         random_state=None,
         verbose=False,
         n_threads=None,
+        M=16,
+        ef_construction=40,
+        ef_search=8,
+        additional_centroids=3,
+        min_iterations=2,
+        bulk_size=2048,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -356,6 +442,12 @@ class KMeans(_ParamsMixin):
         self.random_state = random_state
         self.verbose = verbose
         self.n_threads = n_threads
+        self.M = M
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.additional_centroids = additional_centroids
+        self.min_iterations = min_iterations
+        self.bulk_size = bulk_size
 
     # -- scikit-learn protocol -------------------------------------------------------
 
@@ -388,7 +480,7 @@ class KMeans(_ParamsMixin):
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_positive_float(self.tol, "tol", allow_zero=True)
         if isinstance(self.init, str):
-            check_choice(self.init, "init", ("k-means++", "random"))
+            check_choice(self.init, "init", INITS)
             init = self.init
         else:
             init = check_array(self.init, "init", dtype=str(X.dtype))
@@ -407,12 +499,18 @@ class KMeans(_ParamsMixin):
         if not isinstance(self.verbose, (bool, np.bool_, int)):
             raise TypeError(f"verbose must be a bool, got {self.verbose!r}")
         n_threads = resolve_n_threads(self.n_threads)
+        check_positive_int(self.M, "M", minimum=2)
+        check_positive_int(self.ef_construction, "ef_construction")
+        check_positive_int(self.ef_search, "ef_search")
+        check_positive_int(self.additional_centroids, "additional_centroids", minimum=0)
+        check_positive_int(self.min_iterations, "min_iterations", minimum=0)
+        check_positive_int(self.bulk_size, "bulk_size")
         return n_clusters, init, n_init, max_iter, tol, n_threads
 
     def _prepare_X(self, X, name="X", reset=True):
         X = check_array(X, name)
         if not reset:
-            check_n_features(X, self.n_features_in_, name)
+            check_n_features(X, self.n_features_in_, name, type(self).__name__)
         if self.metric == "cosine":
             norms = sq_norms(X)
             if (norms == 0).any():
@@ -423,13 +521,28 @@ class KMeans(_ParamsMixin):
             X = _normalize_rows(X)
         return X
 
-    def _make_assigner(self, X, n_clusters):
+    def _make_assigner(self, X, n_clusters, rng=None):
         """The assigner for this fit's algorithm (subclasses and later algorithms extend)."""
+        algorithm = getattr(self, "algorithm_", self.algorithm)
+        if algorithm == "auto":
+            algorithm = choose_algorithm(X.shape[0], n_clusters, X.shape[1])
+        if algorithm == "mop":
+            seed = 0 if rng is None else int(rng.integers(2**31 - 1))
+            return GraphAssigner(
+                M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search,
+                additional_centroids=self.additional_centroids,
+                min_iterations=self.min_iterations, bulk_size=self.bulk_size, seed=seed,
+            )
         return ExactAssigner()
 
     def _initial_centers(self, X, init, n_clusters, weights, rng):
         if isinstance(init, str) and init == "random":
             centers = random_init(X, n_clusters, rng, weights)
+        elif isinstance(init, str) and init == "k-means||":
+            from .blocked import kmeans_parallel, local_executor
+
+            executor = local_executor(X, weights, None, cosine=False)
+            centers = kmeans_parallel(executor, executor.validate()[0], n_clusters, rng)
         elif isinstance(init, str):
             centers = kmeans_plusplus(X, n_clusters, rng, weights)
         else:
@@ -440,31 +553,59 @@ class KMeans(_ParamsMixin):
 
     # -- fitting ---------------------------------------------------------------------
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None, *, block_rows=None):
         """Compute the clustering.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like, np.memmap or dask.array.Array of shape (n_samples, n_features)
+            A Dask array (rows in chunks) is clustered on the Dask cluster of the
+            current ``distributed.Client`` (or chunk by chunk in this process when
+            there is none); ``labels_`` is then a Dask array. An ``np.memmap`` (e.g.
+            ``np.load(path, mmap_mode="r")``) is read block by block and never held in
+            memory whole. See :mod:`ivfpq.distributed`.
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weight of each sample.
+            Non-negative weight of each sample (a Dask array for Dask input works too).
+        block_rows : int, optional
+            Rows per block when reading a NumPy array block by block. Given, or for an
+            ``np.memmap``, the blocked loop runs (default: about 64 MB of rows per block).
+            Not for Dask arrays, whose row chunks are the blocks.
 
         Returns
         -------
         self
         """
+        if _is_dask_array(X):
+            from ..distributed import fit_dask  # Dask is optional: imported only for Dask input
+
+            return self._store_fit(fit_dask(self, X, sample_weight, block_rows=block_rows), X.shape[1])
+        if isinstance(X, np.memmap) or block_rows is not None:
+            from .blocked import fit_blocks, local_executor
+
+            if not isinstance(X, np.memmap):
+                X = check_array(X, "X")  # in memory anyway: lists and the like become arrays
+
+            executor = local_executor(X, sample_weight, block_rows, cosine=self.metric == "cosine")
+            with thread_limits(resolve_n_threads(self.n_threads)):
+                best = fit_blocks(self, executor, X)
+            best.labels = executor.labels(best.states)
+            return self._store_fit(best, X.shape[1])
+
         X = self._prepare_X(X)
         n_clusters, init, n_init, max_iter, tol, n_threads = self._check_params(X)
         weights = check_sample_weight(sample_weight, X.shape[0])
-        tol_abs = float(np.mean(np.var(X, axis=0, dtype=np.float64))) * tol
+        tol_abs = float(np.mean(np.var(X, axis=0, dtype=np.float64))) * tol if tol > 0 else 0.0
         rng = check_random_state(self.random_state)
+        self.algorithm_ = self.algorithm
+        if self.algorithm == "auto":
+            self.algorithm_ = choose_algorithm(X.shape[0], n_clusters, X.shape[1])
 
         best = None
         with thread_limits(n_threads):
             for run in range(n_init):
                 centers = self._initial_centers(X, init, n_clusters, weights, rng)
-                assigner = self._make_assigner(X, n_clusters)
+                assigner = self._make_assigner(X, n_clusters, rng)
                 with _progress(self.verbose, max_iter, run, n_init) as callback:
                     result = lloyd(
                         X, weights, centers, assigner, max_iter, tol_abs,
@@ -473,6 +614,10 @@ class KMeans(_ParamsMixin):
                 if best is None or result.inertia < best.inertia:
                     best = result
 
+        return self._store_fit(best, X.shape[1])
+
+    def _store_fit(self, best, n_features):
+        """Set the fitted attributes from the best run (a LloydResult or BlockedResult)."""
         scale = 0.5 if self.metric == "cosine" else 1.0  # |x - c|^2 = 2 (1 - cos) on the sphere
         self.cluster_centers_ = best.centers
         self.labels_ = best.labels
@@ -480,7 +625,7 @@ class KMeans(_ParamsMixin):
         self.n_iter_ = best.n_iter
         self.history_ = [(seconds, inertia * scale) for seconds, inertia in best.history]
         self.changed_fraction_ = list(best.changed_fraction)
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = n_features
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -493,16 +638,30 @@ class KMeans(_ParamsMixin):
         check_is_fitted(self, "cluster_centers_")
         X = self._prepare_X(X, reset=False)
         centers = self.cluster_centers_.astype(X.dtype, copy=False)
+        centers = np.ascontiguousarray(centers)
         labels = np.empty(X.shape[0], dtype=np.int64)
         sq_dists = np.empty(X.shape[0], dtype=np.float64)
         with thread_limits(resolve_n_threads(self.n_threads)):
             assigner = ExactAssigner()
-            assigner.prepare(np.ascontiguousarray(centers))
+            assigner.prepare(centers)
             assigner.assign(X, None, labels, sq_dists)
+            exact_sq_distances(X, centers, labels, sq_dists)
         return X, labels, sq_dists
 
     def predict(self, X):
-        """Index of the nearest centroid of each row of ``X``."""
+        """Index of the nearest centroid of each row of ``X``.
+
+        A Dask array gives a Dask array (computed lazily, chunk by chunk); an
+        ``np.memmap`` is read block by block.
+        """
+        if _is_dask_array(X):
+            from ..distributed import predict_dask
+
+            return predict_dask(self, X)
+        if isinstance(X, np.memmap):
+            from .blocked import predict_blocks
+
+            return predict_blocks(self, X)
         return self._assign(X)[1]
 
     def transform(self, X):
@@ -531,6 +690,11 @@ class KMeans(_ParamsMixin):
         weights = check_sample_weight(sample_weight, X.shape[0])
         scale = 0.5 if self.metric == "cosine" else 1.0
         return -float(np.dot(weights, sq_dists)) * scale
+
+
+def _is_dask_array(X):
+    """True for a ``dask.array.Array``, without importing Dask."""
+    return type(X).__name__ == "Array" and type(X).__module__.startswith("dask.array")
 
 
 @contextmanager

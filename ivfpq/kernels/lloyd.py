@@ -1,59 +1,39 @@
-"""Lloyd's update step: weighted per-cluster sums and counts.
+"""Lloyd's update step: weighted per-cluster sums and counts, in float64.
 
-Results do not depend on the thread count: points are bucketed by label with a
-counting sort, then each cluster's sum is accumulated by one thread, in row order.
+One pass in row order, on one thread. Measured on the 2-core reference machine
+(n=100k, d=128, k=1,000), this takes ~10 ms, while a parallel version (counting
+sort by label, then one thread per cluster) took ~20-30 ms: it runs right after a
+multi-threaded BLAS call whose spinning threads hold the cores. Row order also
+makes the sums independent of the thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-__all__ = ["cluster_sums", "bucket_by_label"]
+__all__ = ["cluster_sums"]
 
 
 @njit(cache=True)
-def bucket_by_label(labels, n_clusters):
-    """Counting sort: (offsets of length k+1, row ids grouped by label, in row order)."""
-    n = labels.shape[0]
-    offsets = np.zeros(n_clusters + 1, dtype=np.int64)
-    for i in range(n):
-        offsets[labels[i] + 1] += 1
-    for c in range(n_clusters):
-        offsets[c + 1] += offsets[c]
-    cursor = offsets[:-1].copy()
-    order = np.empty(n, dtype=np.int64)
+def _accumulate(X, weights, labels, sums, counts):
+    n, d = X.shape
     for i in range(n):
         c = labels[i]
-        order[cursor[c]] = i
-        cursor[c] += 1
-    return offsets, order
-
-
-@njit(parallel=True, cache=True)
-def _sums_from_buckets(X, weights, offsets, order, sums, counts):
-    k = offsets.shape[0] - 1
-    d = X.shape[1]
-    for c in prange(k):
-        w_total = 0.0
-        for p in range(offsets[c], offsets[c + 1]):
-            i = order[p]
-            w = weights[i]
-            w_total += w
-            for j in range(d):
-                sums[c, j] += w * np.float64(X[i, j])
-        counts[c] += w_total
+        w = weights[i]
+        counts[c] += w
+        for j in range(d):
+            sums[c, j] += w * np.float64(X[i, j])
 
 
 def cluster_sums(X, labels, weights, n_clusters, sums=None, counts=None):
     """Add the weighted per-cluster sums (k, d) and weights (k,) of ``X`` in float64.
 
-    Pass ``sums`` and ``counts`` to accumulate over several blocks.
+    Pass ``sums`` and ``counts`` to accumulate over several blocks of rows.
     """
     if sums is None:
         sums = np.zeros((n_clusters, X.shape[1]), dtype=np.float64)
     if counts is None:
         counts = np.zeros(n_clusters, dtype=np.float64)
-    offsets, order = bucket_by_label(labels, n_clusters)
-    _sums_from_buckets(X, weights, offsets, order, sums, counts)
+    _accumulate(X, weights, labels, sums, counts)
     return sums, counts

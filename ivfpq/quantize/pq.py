@@ -48,7 +48,7 @@ class _SubspaceKMeans(KMeans):
     10,000 x 8 to 256 centroids on one thread, about 2x the default 8 MB blocks).
     """
 
-    def _make_assigner(self, X, n_clusters):
+    def _make_assigner(self, X, n_clusters, rng=None):
         return ExactAssigner(block_rows=SUBSPACE_BLOCK_ROWS)
 
 

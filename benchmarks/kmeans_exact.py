@@ -1,0 +1,104 @@
+"""Exact Lloyd: ivfpq vs scikit-learn vs faiss, same data, same initial centroids.
+
+Each contender runs the same number of Lloyd iterations from the same initial
+centroids on the same float32 data, in this one process. Reported per iteration:
+seconds (total fit time / iterations, so ivfpq's and scikit-learn's final
+assignment pass counts against them), GFLOP/s at 2*n*k*d flops per iteration, the
+ratio to the faster peer, and the final inertia.
+
+    python benchmarks/kmeans_exact.py                     # the three issue configurations
+    python benchmarks/kmeans_exact.py --quick             # n=100k, k=1,000 only
+    python benchmarks/kmeans_exact.py --config 1000000,128,1000,5 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _harness import gaussian_mixture, machine_line, print_table  # noqa: E402
+
+CONFIGS = [(100_000, 128, 1_000, 10), (1_000_000, 128, 1_000, 5), (1_000_000, 128, 10_000, 3)]
+
+
+def run_ivfpq(X, C0, iters):
+    from ivfpq import KMeans
+
+    start = time.perf_counter()
+    model = KMeans(len(C0), init=C0, max_iter=iters, tol=0).fit(X)
+    return time.perf_counter() - start, model.inertia_, model.n_iter_
+
+
+def run_sklearn(X, C0, iters):
+    from sklearn.cluster import KMeans
+
+    start = time.perf_counter()
+    model = KMeans(len(C0), init=C0, n_init=1, max_iter=iters, tol=0, algorithm="lloyd").fit(X)
+    return time.perf_counter() - start, float(model.inertia_), model.n_iter_
+
+
+def run_faiss(X, C0, iters):
+    import faiss
+
+    km = faiss.Kmeans(X.shape[1], len(C0), niter=iters, seed=0, max_points_per_centroid=10**9,
+                      min_points_per_centroid=1, verbose=False)
+    start = time.perf_counter()
+    km.train(X, init_centroids=C0)
+    seconds = time.perf_counter() - start
+    # faiss's objective for the last iteration is the cost of its last assignment.
+    return seconds, float(km.obj[-1]), iters
+
+
+CONTENDERS = {"ivfpq": run_ivfpq, "scikit-learn": run_sklearn, "faiss": run_faiss}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="only n=100k, d=128, k=1,000")
+    parser.add_argument("--config", action="append", default=[],
+                        help="n,d,k,iterations (repeatable); replaces the default configurations")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the median is reported")
+    parser.add_argument("--contenders", default="ivfpq,scikit-learn,faiss")
+    args = parser.parse_args(argv)
+
+    configs = [tuple(int(v) for v in c.split(",")) for c in args.config] or (
+        CONFIGS[:1] if args.quick else CONFIGS)
+    contenders = args.contenders.split(",")
+    print(f"# kmeans_exact  {datetime.date.today()}  {machine_line()}")
+    print(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:] if argv is None else argv)}")
+
+    rows = []
+    for n, d, k, iters in configs:
+        X = gaussian_mixture(n, d, n_components=max(k, 100), seed=0)
+        C0 = X[np.random.default_rng(1).choice(n, k, replace=False)].copy()
+        flops = 2.0 * n * k * d
+        results = {}
+        for name in contenders:
+            runs = [CONTENDERS[name](X, C0, iters) for _ in range(args.repeat)]
+            seconds = statistics.median(r[0] for r in runs)
+            results[name] = (seconds / runs[0][2], runs[0][1])
+            print(f"  n={n} d={d} k={k}: {name:13s} {seconds / runs[0][2]:8.3f} s/iter", flush=True)
+        peers = [results[p][0] for p in ("scikit-learn", "faiss") if p in results]
+        best_peer = min(peers) if peers else None
+        for name, (sec, inertia) in results.items():
+            rows.append({
+                "n": n, "d": d, "k": k, "iters": iters, "contender": name,
+                "s/iter": sec, "GFLOP/s": flops / sec / 1e9,
+                "time / faster peer": (sec / best_peer) if best_peer else None,
+                "final inertia": inertia,
+            })
+    print_table(rows, ["n", "d", "k", "iters", "contender", "s/iter", "GFLOP/s", "time / faster peer",
+                       "final inertia"], title="Exact Lloyd, seconds per iteration")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

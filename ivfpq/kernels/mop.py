@@ -1,0 +1,186 @@
+"""MOPBucket assignment: every point's nearest centroid by a seeded search of an HNSW
+graph built over the centroids.
+
+For each point, a base seed: a greedy descent through the upper layers (for points
+with no previous centroid, or for every point with ``descend_warm``), else the
+previous centroid. The bottom-layer beam search starts from that seed, the point's
+previous centroid, its runners-up from the previous iteration, and the results of
+the query processed just before it. Points go in bulks; within a bulk they are sorted by base seed, then by a
+random 1-D projection, so consecutive queries touch the same part of the graph (the
+results of one query are good seeds for the next, and the centroids they read are
+still in cache). Bulks run in parallel and are independent of each other, so labels
+do not depend on the thread count.
+
+The search ranks with float32 distances; the winner is chosen by exact float64
+distances among the best results *and the previous centroid*, so a point's distance
+to its centroid never grows from one iteration to the next.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .hnsw import greedy_descent, node_distance, search_layer, thread_scratch
+
+__all__ = ["mop_assign", "nearest_link_distances", "exact_sq_distance"]
+
+
+@njit(cache=True)
+def exact_sq_distance(X, i, C, c):
+    """Squared L2 between ``X[i]`` and ``C[c]``, accumulated in float64."""
+    acc = 0.0
+    for j in range(X.shape[1]):
+        diff = np.float64(X[i, j]) - np.float64(C[c, j])
+        acc += diff * diff
+    return acc
+
+
+@njit(parallel=True, cache=True)
+def nearest_link_distances(data, links0):
+    """Distance from each node to its nearest bottom-layer neighbour (inf if it has none)."""
+    n = data.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    for v in prange(n):
+        best = np.float32(np.inf)
+        for t in range(links0.shape[1]):
+            u = links0[v, t]
+            if u < 0:
+                break
+            acc = np.float32(0.0)
+            for j in range(data.shape[1]):
+                diff = data[v, j] - data[u, j]
+                acc += diff * diff
+            if acc < best:
+                best = acc
+        out[v] = np.sqrt(best)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, state,
+               labels_out, sq_dist_out, projection, bulk_size, ef, ef_cold, min_iterations,
+               seed_previous, sort_bulks, descend_warm, visited_all, epochs):
+    """Assign every row of ``X`` to a centroid with seeded graph searches.
+
+    Parameters
+    ----------
+    X : (n, d) float32 or float64 points.
+    centers : (k, d) centroids in ``X``'s dtype (for the exact distances).
+    data, links0, upper, upper_offset, entry, max_level : the HNSW graph over the
+        centroids (``data`` is their float32 copy).
+    state : (n, 1 + A) int32, read and rewritten: the previous nearest centroids of
+        each point, nearest first, -1 for none. Column 0 is the previous label.
+    labels_out, sq_dist_out : (n,) int64 / float64 outputs (exact float64 distance).
+    projection : (d,) float64 random direction for the within-bulk order.
+    bulk_size, ef, min_iterations : see ``GraphAssigner``.
+    ef_cold : beam width for points without a previous centroid (first iteration).
+    seed_previous, sort_bulks : bool, ablation switches (the previous centroid stays a
+        candidate of the final exact comparison even without ``seed_previous``).
+    descend_warm : bool; False skips the upper-layer descent for points that have a
+        previous centroid and uses that centroid as their base seed and sort key
+        (only with ``seed_previous``: without it every point descends).
+    visited_all, epochs : per-thread scratch (see :func:`thread_scratch`).
+
+    Returns
+    -------
+    expansions : int64, the number of node expansions over all searches.
+    """
+    n, d = X.shape
+    k = data.shape[0]
+    width = state.shape[1]
+    n_bulks = (n + bulk_size - 1) // bulk_size
+    expansions = np.zeros(n_bulks, dtype=np.int64)
+    for b in prange(n_bulks):
+        lo = b * bulk_size
+        hi = min(n, lo + bulk_size)
+        size = hi - lo
+        tid, visited, epoch, cand_d, cand_i, res_d, res_i = thread_scratch(
+            visited_all, epochs, k, max(ef, ef_cold))
+        query = np.empty(d, dtype=np.float32)
+        base = np.empty(size, dtype=np.int32)
+        seeds = np.empty(1 + 2 * width, dtype=np.int32)
+        carried = np.full(width, -1, dtype=np.int32)
+
+        # Base seeds: the previous centroid, or a greedy descent through the upper layers.
+        entry_dist = np.float32(0.0)
+        for p in range(size):
+            if seed_previous and not descend_warm and state[lo + p, 0] >= 0:
+                base[p] = state[lo + p, 0]
+                continue
+            for j in range(d):
+                query[j] = X[lo + p, j]
+            entry_dist = node_distance(data, entry, query)
+            node, _ = greedy_descent(data, query, links0, upper, upper_offset, entry, entry_dist,
+                                     max_level, 1)
+            base[p] = node
+
+        if sort_bulks:
+            proj = np.empty(size, dtype=np.float64)
+            for p in range(size):
+                acc = 0.0
+                for j in range(d):
+                    acc += np.float64(X[lo + p, j]) * projection[j]
+                proj[p] = acc
+            rank = np.empty(size, dtype=np.int64)
+            by_proj = np.argsort(proj, kind="mergesort")
+            for r in range(size):
+                rank[by_proj[r]] = r
+            keys = np.empty(size, dtype=np.int64)
+            for p in range(size):
+                keys[p] = np.int64(base[p]) * size + rank[p]
+            order = np.argsort(keys, kind="mergesort")
+        else:
+            order = np.arange(size)
+
+        total = 0
+        for r in range(size):
+            p = order[r]
+            i = lo + p
+            for j in range(d):
+                query[j] = X[i, j]
+            n_seeds = 0
+            seeds[n_seeds] = base[p]
+            n_seeds += 1
+            if seed_previous:
+                for t in range(width):
+                    seeds[n_seeds] = state[i, t]
+                    n_seeds += 1
+            for t in range(width):
+                seeds[n_seeds] = carried[t]
+                n_seeds += 1
+            beam = ef if state[i, 0] >= 0 else ef_cold
+            n_res, expanded = search_layer(data, query, links0, upper, upper_offset, 0, seeds,
+                                           n_seeds, beam, min_iterations, visited, epoch,
+                                           cand_d, cand_i, res_d, res_i)
+            epoch += 1
+            total += expanded
+
+            # The search's best against the previous centroid, by exact distance: a
+            # point never moves to a farther centroid; ties keep the previous one.
+            previous = state[i, 0]
+            winner = res_i[0]
+            winner_d = exact_sq_distance(X, i, centers, winner)
+            if previous >= 0 and previous != winner:
+                previous_d = exact_sq_distance(X, i, centers, previous)
+                if previous_d <= winner_d:
+                    winner = previous
+                    winner_d = previous_d
+            labels_out[i] = winner
+            sq_dist_out[i] = winner_d
+            # Remember the winner and the search's runners-up (search order).
+            state[i, 0] = winner
+            slot = 1
+            for t in range(n_res):
+                if slot >= width:
+                    break
+                if res_i[t] != winner:
+                    state[i, slot] = res_i[t]
+                    slot += 1
+            for t in range(slot, width):
+                state[i, t] = -1
+            for t in range(width):
+                carried[t] = state[i, t]
+        expansions[b] = total
+        epochs[tid] = epoch
+    return expansions.sum()

@@ -1,0 +1,254 @@
+"""The blocked (out-of-core) k-means loop against the in-memory reference."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from ivfpq import KMeans as _KMeans
+from ivfpq.cluster import blocked
+from ivfpq.cluster.blocked import _StreamingTree, tree_reduce
+
+
+def KMeans(*args, **kwargs):
+    # One thread: these blocks are tiny, and a parallel region per tiny block costs
+    # more than the block on a loaded 2-core machine. Results do not depend on it.
+    kwargs.setdefault("n_threads", 1)
+    return _KMeans(*args, **kwargs)
+
+
+def _blobs(n=3000, d=8, centers=6, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((centers, d)) * 6
+    X = means[rng.integers(0, centers, n)] + rng.standard_normal((n, d))
+    return X.astype(dtype)
+
+
+def _assert_same_fit(a, b):
+    assert b.n_iter_ == a.n_iter_
+    np.testing.assert_array_equal(np.asarray(b.labels_), a.labels_)
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-5, atol=1e-5)
+    assert b.inertia_ == pytest.approx(a.inertia_, rel=1e-9)
+    np.testing.assert_allclose([h[1] for h in b.history_], [h[1] for h in a.history_], rtol=1e-9)
+
+
+def write_fvecs(path, X):
+    X = np.asarray(X, dtype=np.float32)
+    rows = np.empty((X.shape[0], X.shape[1] + 1), dtype=np.float32)
+    rows[:, 0] = np.array([X.shape[1]], dtype=np.int32).view(np.float32)[0]
+    rows[:, 1:] = X
+    rows.tofile(path)
+
+
+def open_fvecs_memmap(path):
+    """A read-only (n, d) memmap view of an .fvecs file (each row: int32 d, then d float32)."""
+    d = int(np.fromfile(path, dtype=np.int32, count=1)[0])
+    rows = np.memmap(path, dtype=np.float32, mode="r").reshape(-1, d + 1)
+    assert (rows[:, 0].view(np.int32) == d).all()
+    return rows[:, 1:]
+
+
+# ----------------------------------------------------------------------------- reduction order
+
+
+@pytest.mark.parametrize("n", list(range(1, 40)))
+def test_streaming_tree_has_the_shape_of_the_level_tree(n):
+    def combine(a, b):
+        return f"({a}+{b})"
+
+    leaves = [str(i) for i in range(n)]
+    stream = _StreamingTree(combine)
+    for leaf in leaves:
+        stream.push(leaf)
+    assert stream.result() == tree_reduce(leaves, combine)
+
+
+# ----------------------------------------------------------------------------- equality with lloyd
+
+
+@pytest.mark.parametrize("block_rows", [7, 257, 1000, 5000])
+def test_blocked_fit_equals_in_memory_fit(block_rows):
+    X = _blobs(1200)
+    init = X[:12].copy()
+    reference = KMeans(12, init=init, max_iter=40, tol=0).fit(X)
+    _assert_same_fit(reference, KMeans(12, init=init, max_iter=40, tol=0).fit(X, block_rows=block_rows))
+
+
+def test_blocked_fit_with_weights_cosine_and_float64_equals_in_memory():
+    X = _blobs(900, dtype=np.float64)
+    w = np.random.default_rng(1).random(900)
+    init = X[::90].copy()
+    for params in ({}, {"metric": "cosine"}):
+        reference = KMeans(10, init=init, max_iter=30, tol=0, **params).fit(X, sample_weight=w)
+        fitted = KMeans(10, init=init, max_iter=30, tol=0, **params).fit(X, sample_weight=w, block_rows=100)
+        _assert_same_fit(reference, fitted)
+        assert fitted.cluster_centers_.dtype == np.float64
+
+
+def test_empty_clusters_are_repaired_as_in_memory():
+    X = _blobs(600, centers=3)
+    # Centroids far away from every point end up empty after the first assignment.
+    init = np.vstack([X[:5], np.full((3, X.shape[1]), 1e3, dtype=X.dtype)])
+    reference = KMeans(8, init=init, max_iter=20, tol=0).fit(X)
+    fitted = KMeans(8, init=init, max_iter=20, tol=0).fit(X, block_rows=70)
+    _assert_same_fit(reference, fitted)
+    assert len(np.unique(fitted.labels_)) == 8
+
+
+def test_convergence_by_tolerance_matches():
+    X = _blobs(2000)
+    init = X[:20].copy()
+    reference = KMeans(20, init=init, tol=1e-2).fit(X)
+    fitted = KMeans(20, init=init, tol=1e-2).fit(X, block_rows=300)
+    _assert_same_fit(reference, fitted)
+
+
+# ----------------------------------------------------------------------------- out of core
+
+
+def test_npy_memmap_is_read_in_blocks_and_never_whole(tmp_path):
+    X = _blobs(60_000, d=128, centers=10)  # 31 MB on disk
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    init = X[:10].copy()
+    reference = KMeans(10, init=init, max_iter=8, tol=0).fit(X)
+    X_file = np.load(path, mmap_mode="r")
+    assert isinstance(X_file, np.memmap)
+
+    KMeans(10, init=init, max_iter=1).fit(X_file, block_rows=2_000)  # kernels loaded before tracing
+    tracemalloc.start()
+    fitted = KMeans(10, init=init, max_iter=8, tol=0).fit(X_file, block_rows=2_000)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    _assert_same_fit(reference, fitted)
+    # Per-point state (labels, distances, weights: 24 bytes a row, 40 while an
+    # iteration replaces them) and one block, but never the 31 MB of data.
+    assert peak < X.nbytes / 4, peak
+    np.testing.assert_array_equal(fitted.predict(X_file), reference.labels_)
+
+
+def test_fvecs_memmap_fit_equals_in_memory(tmp_path):
+    X = _blobs(3000, d=12)
+    path = tmp_path / "x.fvecs"
+    write_fvecs(path, X)
+    X_file = open_fvecs_memmap(path)
+    assert isinstance(X_file, np.memmap) and not X_file.flags.c_contiguous
+    init = X[:9].copy()
+    reference = KMeans(9, init=init, max_iter=25, tol=0).fit(X)
+    _assert_same_fit(reference, KMeans(9, init=init, max_iter=25, tol=0).fit(X_file, block_rows=128))
+
+
+def test_fvecs_opened_by_ivfpq_io_is_clustered_block_by_block(tmp_path):
+    io = pytest.importorskip("ivfpq.io")
+    X = _blobs(2500, d=10)
+    path = tmp_path / "x.fvecs"
+    write_fvecs(path, X)
+    X_file = io.read_vectors(path)
+    assert isinstance(X_file, np.memmap)
+    init = X[:7].copy()
+    reference = KMeans(7, init=init, max_iter=20, tol=0).fit(X)
+    _assert_same_fit(reference, KMeans(7, init=init, max_iter=20, tol=0).fit(X_file, block_rows=300))
+
+
+def test_default_init_on_a_memmap_is_kmeans_parallel(tmp_path):
+    X = _blobs(2000)
+    np.save(tmp_path / "x.npy", X)
+    X_file = np.load(tmp_path / "x.npy", mmap_mode="r")
+    on_file = KMeans(6, random_state=3, max_iter=1).fit(X_file, block_rows=300)
+    in_memory = KMeans(6, init="k-means||", random_state=3, max_iter=1).fit(X)
+    np.testing.assert_allclose(on_file.cluster_centers_, in_memory.cluster_centers_, rtol=1e-6)
+
+
+def test_nan_in_a_block_names_the_row(tmp_path):
+    X = _blobs(500)
+    X[321, 2] = np.nan
+    np.save(tmp_path / "x.npy", X)
+    X_file = np.load(tmp_path / "x.npy", mmap_mode="r")
+    with pytest.raises(ValueError, match="first at row 321"):
+        KMeans(4, init=X[:4], max_iter=3).fit(X_file, block_rows=100)
+
+
+def test_bad_block_rows_and_weights_are_refused():
+    X = _blobs(100)
+    with pytest.raises(ValueError, match="block_rows"):
+        KMeans(2).fit(X, block_rows=0)
+    with pytest.raises(TypeError, match="block_rows"):
+        KMeans(2).fit(X, block_rows=2.5)
+    with pytest.raises(ValueError, match="non-negative"):
+        KMeans(2).fit(X, sample_weight=-np.ones(100), block_rows=10)
+
+
+# ----------------------------------------------------------------------------- initialisations
+
+
+def test_kmeans_parallel_weights_candidates_by_the_rows_nearest_to_them(monkeypatch):
+    X = _blobs(1500, d=4)
+    w = np.random.default_rng(2).random(1500)
+    seen = {}
+
+    def spy(candidates, n_clusters, rng, sample_weight=None):
+        seen["candidates"], seen["weights"] = candidates, sample_weight
+        return candidates[:n_clusters]
+
+    monkeypatch.setattr(blocked, "kmeans_plusplus", spy)
+    KMeans(5, init="k-means||", random_state=0, max_iter=1).fit(X, sample_weight=w, block_rows=200)
+    C = seen["candidates"].astype(np.float64)
+    nearest = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1).argmin(axis=1)
+    np.testing.assert_allclose(seen["weights"], np.bincount(nearest, weights=w, minlength=len(C)))
+    # About 1 + 2k candidates per round over 5 rounds, never all the data.
+    assert 5 < len(C) < 200
+
+
+def test_kmeans_parallel_does_not_depend_on_the_blocking():
+    X = _blobs(2000)
+    a = KMeans(8, init="k-means||", random_state=7, max_iter=1).fit(X, block_rows=2000)
+    b = KMeans(8, init="k-means||", random_state=7, max_iter=1).fit(X, block_rows=123)
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-6)
+
+
+def test_kmeans_parallel_seeds_as_well_as_kmeans_plusplus():
+    X = _blobs(3000, centers=12)
+    parallel = [KMeans(12, init="k-means||", random_state=s, max_iter=1).fit(X).inertia_ for s in range(4)]
+    greedy = [KMeans(12, init="k-means++", random_state=s, max_iter=1).fit(X).inertia_ for s in range(4)]
+    assert np.median(parallel) < 1.5 * np.median(greedy)
+
+
+def test_random_init_picks_distinct_rows_with_positive_weight():
+    X = np.arange(200, dtype=np.float32).reshape(100, 2)
+    w = np.zeros(100)
+    w[[3, 10, 20, 50, 77, 90]] = 1.0
+    model = KMeans(6, init="random", random_state=0, max_iter=1).fit(X, sample_weight=w, block_rows=7)
+    # One iteration moves each centroid onto its single weighted row.
+    assert sorted(model.cluster_centers_[:, 0].tolist()) == sorted(X[[3, 10, 20, 50, 77, 90], 0].tolist())
+
+
+def test_importing_ivfpq_does_not_import_dask():
+    import subprocess
+    import sys
+
+    code = "import sys, ivfpq; ivfpq.KMeans(2).fit([[0.0], [1.0]]); print('dask' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_block_rows_accepts_any_array_like():
+    X = _blobs(300).tolist()
+    reference = KMeans(3, init=np.asarray(X[:3], dtype=np.float64), max_iter=5).fit(X)
+    fitted = KMeans(3, init=np.asarray(X[:3], dtype=np.float64), max_iter=5).fit(X, block_rows=50)
+    _assert_same_fit(reference, fitted)
+
+
+def test_mop_blocked_fit_equals_in_memory_fit(tmp_path):
+    if "mop" not in getattr(_KMeans, "_algorithms", ()):
+        pytest.skip("algorithm='mop' (GraphAssigner) is not in this build yet")
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((4000, 12)) + rng.integers(0, 40, (4000, 1))).astype(np.float32)
+    init = X[:150].copy()
+    # Blocks of whole bulks (bulk_size consecutive rows are searched together, in a
+    # sorted order) give exactly the in-memory result.
+    params = dict(algorithm="mop", max_iter=12, tol=0, random_state=0, bulk_size=256)
+    reference = KMeans(150, init=init, **params).fit(X)
+    np.save(tmp_path / "x.npy", X)
+    fitted = KMeans(150, init=init, **params).fit(np.load(tmp_path / "x.npy", mmap_mode="r"), block_rows=1024)
+    _assert_same_fit(reference, fitted)
+    assert fitted.algorithm_ == "mop"

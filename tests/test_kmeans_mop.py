@@ -1,0 +1,149 @@
+import numpy as np
+import pytest
+
+from ivfpq import KMeans
+from ivfpq.cluster.assign import GraphAssigner
+from ivfpq.cluster.kmeans import choose_algorithm, lloyd
+
+
+def _cost(X, centers, labels, weights=None):
+    X = X.astype(np.float64)
+    C = centers.astype(np.float64)
+    sq = ((X - C[labels]) ** 2).sum(axis=1)
+    return float(sq.sum() if weights is None else weights @ sq)
+
+
+def _blobs(n, d, centres, seed, dtype=np.float32, std=1.0):
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((centres, d)) * 4
+    return (means[rng.integers(0, centres, n)] + std * rng.standard_normal((n, d))).astype(dtype)
+
+
+def _datasets():
+    rng = np.random.default_rng(7)
+    blobs = _blobs(3000, 16, 40, seed=0)
+    uniform = rng.random((2000, 8), dtype=np.float32)
+    grid = rng.integers(0, 6, (1500, 4)).astype(np.float32)  # many duplicate rows
+    wide = _blobs(1200, 64, 15, seed=3, dtype=np.float64, std=3.0)
+    duplicated_init = blobs[rng.choice(3000, 60)]
+    duplicated_init[30:] = duplicated_init[:30]  # identical centroids: empty clusters
+    return [
+        ("blobs", blobs, dict(n_clusters=150, init="random", n_init=1)),
+        ("uniform", uniform, dict(n_clusters=200, init="random", n_init=1)),
+        ("grid-duplicates", grid, dict(n_clusters=60, init="random", n_init=1)),
+        ("wide-float64", wide, dict(n_clusters=80, init="k-means++")),
+        ("empty-clusters", blobs, dict(n_clusters=60, init=duplicated_init)),
+    ]
+
+
+@pytest.mark.parametrize("name, X, params", _datasets(), ids=[d[0] for d in _datasets()])
+def test_objective_never_rises_and_inertia_is_true_cost(name, X, params):
+    model = KMeans(algorithm="mop", max_iter=12, tol=0, random_state=0, ef_search=2,
+                   min_iterations=0, additional_centroids=1, M=4, ef_construction=8,
+                   bulk_size=64, **params).fit(X)
+    inertias = np.array([inertia for _, inertia in model.history_])
+    # Only float rounding of the new centroids may add a hair.
+    assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1]), inertias
+    assert model.inertia_ <= inertias[-1] * (1 + 1e-9)
+    assert model.inertia_ == pytest.approx(_cost(X, model.cluster_centers_, model.labels_), rel=1e-9)
+    assert len(model.changed_fraction_) == len(model.history_) == model.n_iter_
+    assert model.algorithm_ == "mop"
+
+
+def test_objective_never_rises_with_sample_weights():
+    X = _blobs(2000, 8, 30, seed=5)
+    w = np.random.default_rng(0).random(2000) * 3
+    model = KMeans(100, init="random", n_init=1, algorithm="mop", max_iter=10, tol=0, random_state=1,
+                   ef_search=2, M=4).fit(X, sample_weight=w)
+    inertias = np.array([inertia for _, inertia in model.history_])
+    assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1])
+    assert model.inertia_ == pytest.approx(_cost(X, model.cluster_centers_, model.labels_, w), rel=1e-9)
+
+
+def test_same_random_state_gives_identical_results_and_threads_do_not_matter():
+    X = _blobs(4000, 12, 50, seed=2)
+    kwargs = dict(n_clusters=120, init="random", n_init=1, algorithm="mop", max_iter=6, tol=0,
+                  random_state=11, bulk_size=256)
+    a = KMeans(**kwargs).fit(X)
+    b = KMeans(**kwargs).fit(X)
+    c = KMeans(n_threads=1, **kwargs).fit(X)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.labels_, other.labels_)
+        np.testing.assert_array_equal(a.cluster_centers_, other.cluster_centers_)
+        assert [i for _, i in a.history_] == [i for _, i in other.history_]
+    d = KMeans(**{**kwargs, "random_state": 12}).fit(X)
+    assert not np.array_equal(a.cluster_centers_, d.cluster_centers_)
+
+
+def test_exhaustive_search_equals_exact_lloyd():
+    # A beam as wide as k visits every centroid, so each point gets its exact nearest.
+    X = _blobs(1500, 6, 12, seed=4, dtype=np.float64, std=2.0)
+    init = X[np.random.default_rng(0).choice(1500, 40, replace=False)]
+    exact = KMeans(40, init=init, algorithm="lloyd", max_iter=15, tol=0).fit(X)
+    mop = KMeans(40, init=init, algorithm="mop", max_iter=15, tol=0, ef_search=40,
+                 ef_construction=40, random_state=0).fit(X)
+    np.testing.assert_array_equal(mop.labels_, exact.labels_)
+    np.testing.assert_allclose(mop.cluster_centers_, exact.cluster_centers_, rtol=1e-12, atol=1e-12)
+    assert mop.n_iter_ == exact.n_iter_
+    np.testing.assert_allclose([i for _, i in mop.history_], [i for _, i in exact.history_], rtol=1e-12)
+
+
+def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
+    X = _blobs(2500, 10, 30, seed=6)
+    C0 = X[np.random.default_rng(3).choice(2500, 90, replace=False)].copy()
+    weights = np.ones(2500)
+    for switches in ({}, {"warm_start": False}, {"seed_previous": False}, {"sort_bulks": False},
+                     {"additional_centroids": 0, "min_iterations": 0}, {"descend_warm": True}):
+        assigner = GraphAssigner(M=4, ef_construction=16, ef_search=2, bulk_size=128, **switches)
+        result = lloyd(X, weights, C0, assigner, 8)
+        inertias = np.array([i for _, i in result.history])
+        assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1]), switches
+        assert result.inertia == pytest.approx(_cost(X, result.centers, result.labels), rel=1e-9)
+        kinds = [s["graph"] for s in assigner.stats]
+        assert kinds[0] == "rebuild"
+        assert set(kinds[1:]) == ({"rebuild"} if switches.get("warm_start") is False else {"repair"})
+    state = GraphAssigner(additional_centroids=2).new_state(5)
+    assert state.shape == (5, 3) and state.dtype == np.int32 and np.all(state == -1)
+
+
+@pytest.mark.parametrize("param, value, error", [
+    ("ef_search", 0, ValueError),
+    ("M", 1, ValueError),
+    ("additional_centroids", -1, ValueError),
+    ("min_iterations", 2.5, TypeError),
+    ("bulk_size", "big", TypeError),
+    ("ef_construction", 0, ValueError),
+    ("algorithm", "hnsw", ValueError),
+])
+def test_bad_parameters_name_themselves(param, value, error):
+    X = _blobs(200, 4, 5, seed=0)
+    with pytest.raises(error, match=param):
+        KMeans(10, **{param: value}).fit(X)
+
+
+def test_auto_picks_by_shape():
+    assert choose_algorithm(1000, 10, 16) == "lloyd"
+    assert choose_algorithm(1_000_000, 10_000, 128) == "mop"
+    assert choose_algorithm(1_000_000, 50_000, 128) == "mop"
+    assert choose_algorithm(50_000, 1000, 128) == "lloyd"  # below the measured crossover
+    assert choose_algorithm(50_000, 4000, 50) == "mop"
+    assert choose_algorithm(10_000, 5000, 128) == "lloyd"  # too few points to pay the graph
+    X = _blobs(500, 4, 5, seed=0)
+    model = KMeans(8, algorithm="auto", random_state=0).fit(X)
+    assert model.algorithm_ == "lloyd"
+    assert KMeans(8, algorithm="lloyd").fit(X).algorithm_ == "lloyd"
+
+
+def test_auto_uses_mop_past_the_crossover(monkeypatch):
+    import importlib
+
+    kmeans_module = importlib.import_module("ivfpq.cluster.kmeans")
+
+    monkeypatch.setattr(kmeans_module, "MOP_MIN_CLUSTERS", 20)
+    monkeypatch.setattr(kmeans_module, "MOP_MIN_SAMPLES", 100)
+    X = _blobs(1000, 6, 10, seed=9)
+    model = KMeans(40, init="random", n_init=1, algorithm="auto", max_iter=5, tol=0,
+                   random_state=0).fit(X)
+    assert model.algorithm_ == "mop"
+    inertias = np.array([i for _, i in model.history_])
+    assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1])
