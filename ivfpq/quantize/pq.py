@@ -29,7 +29,7 @@ from ..cluster.assign import ExactAssigner
 from ..cluster.kmeans import KMeans, _ParamsMixin, resolve_n_threads, thread_limits
 from ..kernels import kmeans1d
 from ..kernels import pq as kernels
-from .tile import DISTRIBUTIONS, TileEncoder, code_dtype
+from .tile import DISTRIBUTIONS, TileEncoder, _numba_threads, code_dtype
 
 __all__ = ["ProductQuantizer", "CODEBOOKS", "METRICS"]
 
@@ -326,7 +326,7 @@ class ProductQuantizer(_ParamsMixin):
         check_n_features(X, self.n_features_in_, "X")
         M = self.codebooks_.shape[0]
         codes = np.empty((X.shape[0], M), dtype=code_dtype(self._fitted_nbits()))
-        with thread_limits(resolve_n_threads(self.n_threads)):
+        with _numba_threads(resolve_n_threads(self.n_threads)):
             if self.edges_ is not None:
                 kernels.encode_by_edges(X, self.edges_, codes)
             else:
@@ -338,7 +338,7 @@ class ProductQuantizer(_ParamsMixin):
         check_is_fitted(self, "codebooks_")
         codes = check_codes(codes, self.codebooks_.shape[0], self._fitted_nbits())
         out = np.empty((codes.shape[0], self.n_features_in_), dtype=np.float32)
-        with thread_limits(resolve_n_threads(self.n_threads)):
+        with _numba_threads(resolve_n_threads(self.n_threads)):
             kernels.decode(codes, self.codebooks_, out)
         return out
 
@@ -351,16 +351,19 @@ class ProductQuantizer(_ParamsMixin):
         between sub-vector ``m`` of ``Q[q]`` and centroid ``c`` of sub-space ``m``; the
         ADC distance of a code is the sum of its M entries.
         """
+        with _numba_threads(resolve_n_threads(self.n_threads)):
+            return self._tables(Q)
+
+    def _tables(self, Q):
         check_is_fitted(self, "codebooks_")
         Q = check_array(Q, "Q")
         check_n_features(Q, self.n_features_in_, "Q")
         M, K, _ = self.codebooks_.shape
         tables = np.empty((Q.shape[0], M, K), dtype=np.float32)
-        with thread_limits(resolve_n_threads(self.n_threads)):
-            if self.metric == "ip":
-                kernels.distance_tables_ip(Q, self.codebooks_, tables)
-            else:
-                kernels.distance_tables_l2(Q, self.codebooks_, tables)
+        if self.metric == "ip":
+            kernels.distance_tables_ip(Q, self.codebooks_, tables)
+        else:
+            kernels.distance_tables_l2(Q, self.codebooks_, tables)
         return tables
 
     def adc_distances(self, codes, Q):
@@ -370,9 +373,9 @@ class ProductQuantizer(_ParamsMixin):
         ranks. Builds the full matrix: use it for small inputs.
         """
         codes = self._check_codes(codes)
-        tables = self.distance_tables(Q)
-        out = np.empty((tables.shape[0], codes.shape[0]), dtype=np.float32)
-        with thread_limits(resolve_n_threads(self.n_threads)):
+        with _numba_threads(resolve_n_threads(self.n_threads)):
+            tables = self._tables(Q)
+            out = np.empty((tables.shape[0], codes.shape[0]), dtype=np.float32)
             for q in range(tables.shape[0]):
                 kernels.adc_distances(codes, tables[q], out[q])
         return out
@@ -399,13 +402,13 @@ class ProductQuantizer(_ParamsMixin):
         """
         codes = self._check_codes(codes)
         k = check_positive_int(k, "k")
-        tables = self.distance_tables(Q)
-        if self.metric == "ip":
-            np.negative(tables, out=tables)  # the kernel keeps the smallest sums
-        distances = np.empty((tables.shape[0], k), dtype=np.float32)
-        ids = np.empty((tables.shape[0], k), dtype=np.int64)
         n_threads = resolve_n_threads(self.n_threads)
-        with thread_limits(n_threads):
+        with _numba_threads(n_threads):
+            tables = self._tables(Q)
+            if self.metric == "ip":
+                np.negative(tables, out=tables)  # the kernel keeps the smallest sums
+            distances = np.empty((tables.shape[0], k), dtype=np.float32)
+            ids = np.empty((tables.shape[0], k), dtype=np.int64)
             kernels.adc_topk(codes, tables, distances, ids, n_threads=n_threads)
         if self.metric == "ip":
             np.negative(distances, out=distances)
