@@ -20,6 +20,20 @@ Contracts shared by every function here (callers validate, kernels trust):
   on how the scan was split into blocks.
 
 Nothing here allocates per code; every kernel writes into arrays the caller owns.
+
+How the indexes use them (sketch)::
+
+    # IVF-PQ, one query: a table per probed list (residual to its centroid), one heap
+    heap_init(heap_dist, heap_ids)                          # float32 / int64, length k
+    for list_id in probed:
+        distance_tables_l2(residual(q, list_id)[None], codebooks, table)   # (1, M, K)
+        adc_scan_into_heap(list_codes[list_id], list_ids[list_id], table[0],
+                           heap_dist, heap_ids)
+    heap_sort(heap_dist, heap_ids)
+
+    # HNSW over codes: one table per query, then distances of the nodes visited
+    adc_distance(codes, node, table)                        # inside a Numba kernel
+    adc_distances_at(codes, nodes, table, out)              # a batch of neighbours
 """
 
 from __future__ import annotations
@@ -33,7 +47,9 @@ __all__ = [
     "decode",
     "distance_tables_l2",
     "distance_tables_ip",
+    "adc_distance",
     "adc_distances",
+    "adc_distances_at",
     "adc_topk",
     "adc_scan_into_heap",
     "heap_init",
@@ -93,49 +109,110 @@ def encode_by_edges(X, edges, codes):
             codes[i, j] = pos
 
 
-@njit(parallel=True, cache=True)
-def _nearest_codes(X, codebooks, codebooks_t, c_sq, c_sq_max, codes):
-    """Exact nearest centroid per segment; ``codebooks_t`` is ``(M, dsub, K)``.
+_LANES = 16  # running minima kept in this many lanes, so that LLVM can vectorise them
+
+
+@njit(cache=True, fastmath=True)
+def _min_and_count(score, threshold_gap):
+    """``(min(score) + threshold_gap, number of entries <= that)``.
+
+    Written lane-wise because a plain running minimum does not vectorise; a
+    minimum and a count are exact in any order, so fastmath cannot change the
+    result here.
+    """
+    K = score.shape[0]
+    if K < _LANES or K % _LANES:
+        best = score[0]
+        for c in range(1, K):
+            if score[c] < best:
+                best = score[c]
+    else:
+        lanes = score[:_LANES].copy()
+        for c in range(_LANES, K, _LANES):
+            for lane in range(_LANES):
+                v = score[c + lane]
+                lanes[lane] = v if v < lanes[lane] else lanes[lane]
+        best = lanes[0]
+        for lane in range(1, _LANES):
+            if lanes[lane] < best:
+                best = lanes[lane]
+    threshold = best + threshold_gap
+    count = 0
+    for c in range(K):
+        count += score[c] <= threshold
+    return threshold, count
+
+
+@njit(cache=True, fastmath=True)
+def _scores(X, i, offset, C_t, c_sq, score):
+    """``score[c] = |c|^2 - 2 x.c`` in float32; returns ``|x|^2`` (float64).
+
+    fastmath lets LLVM fuse multiply-adds; these scores only shortlist centroids
+    (within a rounding bound that fused operations only tighten) and every
+    shortlisted one is rescored exactly, so the result cannot change.
+    """
+    dsub, K = C_t.shape
+    x_sq = 0.0
+    for c in range(K):
+        score[c] = c_sq[c]
+    for t in range(dsub):
+        xt = X[i, offset + t]
+        x_sq += np.float64(xt) * np.float64(xt)
+        xv = np.float32(-2.0) * np.float32(xt)
+        for c in range(K):
+            score[c] += xv * C_t[t, c]
+    return x_sq
+
+
+@njit(cache=True)
+def _nearest_in_subspace(X, i, offset, C, C_t, c_sq, c_sq_max, score):
+    """Nearest row of ``C`` (K, dsub) to ``X[i, offset:offset+dsub]``: (id, exact squared distance).
 
     A float32 pass scores all K centroids with ``|c|^2 - 2 x.c`` (SIMD over the
-    centroids). That expansion can misorder nearly equidistant centroids, so every
-    centroid whose score is within a bound on its rounding error of the best is
-    rescored as ``|x - c|^2`` in float64; the smallest wins, ties to the lower id.
-    Usually only the winner is rescored.
+    centroids; ``C_t`` is ``C`` transposed, float32). The expansion can misorder
+    centroids whose distances differ by less than its rounding error, so every
+    centroid scoring within twice a bound on that error of the best is rescored as
+    ``|x - c|^2`` in float64 against ``C`` itself; the smallest wins, ties to the
+    lower id. Usually only the winner is within the bound.
     """
+    dsub, K = C_t.shape
+    x_sq = _scores(X, i, offset, C_t, c_sq, score)
+    gap = np.float32(4.0 * (dsub + 2) * 1.2e-7 * (x_sq + c_sq_max) + 1e-30)
+    threshold, count = _min_and_count(score, gap)
+    if count == 1:  # the usual case: no other centroid is close enough to be in doubt
+        arg = 0
+        while score[arg] > threshold:
+            arg += 1
+        acc = 0.0
+        for t in range(dsub):
+            diff = np.float64(X[i, offset + t]) - np.float64(C[arg, t])
+            acc += diff * diff
+        return arg, acc
+    best = -1
+    best_d = np.inf
+    for c in range(K):
+        if score[c] <= threshold:
+            acc = 0.0
+            for t in range(dsub):
+                diff = np.float64(X[i, offset + t]) - np.float64(C[c, t])
+                acc += diff * diff
+            if acc < best_d:
+                best_d = acc
+                best = c
+    return best, best_d
+
+
+@njit(parallel=True, cache=True)
+def _nearest_codes(X, codebooks, codebooks_t, c_sq, c_sq_max, codes):
     n = X.shape[0]
     M, dsub, K = codebooks_t.shape
-    eps = 4.0 * (dsub + 2) * 1.2e-7  # twice a bound on one score's rounding error
     chunk = 256
     for ch in prange((n + chunk - 1) // chunk):
         score = np.empty(K, dtype=np.float32)
         for i in range(ch * chunk, min(n, (ch + 1) * chunk)):
             for m in range(M):
-                x_sq = 0.0
-                for c in range(K):
-                    score[c] = c_sq[m, c]
-                for t in range(dsub):
-                    xt = X[i, m * dsub + t]
-                    x_sq += np.float64(xt) * np.float64(xt)
-                    xv = np.float32(-2.0) * np.float32(xt)
-                    for c in range(K):
-                        score[c] += xv * codebooks_t[m, t, c]
-                best_score = score[0]
-                for c in range(1, K):
-                    if score[c] < best_score:
-                        best_score = score[c]
-                slack = eps * (x_sq + c_sq_max[m]) + 1e-30
-                best = -1
-                best_d = np.inf
-                for c in range(K):
-                    if score[c] <= best_score + slack:
-                        acc = 0.0
-                        for t in range(dsub):
-                            diff = np.float64(X[i, m * dsub + t]) - np.float64(codebooks[m, c, t])
-                            acc += diff * diff
-                        if acc < best_d:
-                            best_d = acc
-                            best = c
+                best, _ = _nearest_in_subspace(X, i, m * dsub, codebooks[m], codebooks_t[m],
+                                               c_sq[m], c_sq_max[m], score)
                 codes[i, m] = best
 
 
@@ -143,11 +220,12 @@ def encode_nearest(X, codebooks, codes):
     """Nearest centroid (squared L2) in each sub-space: ``codes[i, m]``.
 
     ``X`` is ``(n, M*dsub)`` float32 or float64; ``codebooks`` ``(M, K, dsub)`` float32;
-    ``codes`` ``(n, M)`` uint8/uint16, filled in place. Exact: the winner is confirmed
-    in float64 (ties to the lower centroid id), so a vector equal to a centroid
-    encodes to it. Cost O(n * K * d); parallel over rows.
+    ``codes`` ``(n, M)`` uint8/uint16, filled in place. Exact: near-ties of the float32
+    scores are re-decided in float64 (ties to the lower centroid id), so a vector
+    equal to a centroid encodes to it. Cost O(n * K * d) without BLAS, which suits
+    PQ's few dimensions per sub-space; parallel over blocks of rows.
     """
-    codebooks_t = np.ascontiguousarray(codebooks.transpose(0, 2, 1))
+    codebooks_t = np.ascontiguousarray(codebooks.transpose(0, 2, 1), dtype=np.float32)
     c_sq64 = np.einsum("mkt,mkt->mk", codebooks, codebooks, dtype=np.float64)
     _nearest_codes(X, codebooks, codebooks_t, c_sq64.astype(np.float32), c_sq64.max(axis=1), codes)
     return codes
@@ -171,19 +249,37 @@ def decode(codes, codebooks, out):
 # ----------------------------------------------------------------------------- tables
 
 
+@njit(cache=True)
+def _transpose_codebooks(codebooks):
+    M, K, dsub = codebooks.shape
+    out = np.empty((M, dsub, K), dtype=np.float64)
+    for m in range(M):
+        for c in range(K):
+            for t in range(dsub):
+                out[m, t, c] = codebooks[m, c, t]
+    return out
+
+
 @njit(parallel=True, cache=True)
 def distance_tables_l2(Q, codebooks, tables):
-    """``tables[q, m, c] = |Q[q, sub m] - codebooks[m, c]|^2`` (float64 sums, stored float32)."""
+    """``tables[q, m, c] = |Q[q, sub m] - codebooks[m, c]|^2`` (float64 sums, stored float32).
+
+    ``Q`` is ``(nq, M*dsub)``; parallel over queries, vectorised over centroids.
+    """
     nq = Q.shape[0]
     M, K, dsub = codebooks.shape
+    cb_t = _transpose_codebooks(codebooks)
     for q in prange(nq):
+        acc = np.empty(K, dtype=np.float64)
         for m in range(M):
+            acc[:] = 0.0
+            for t in range(dsub):
+                qv = np.float64(Q[q, m * dsub + t])
+                for c in range(K):
+                    diff = qv - cb_t[m, t, c]
+                    acc[c] += diff * diff
             for c in range(K):
-                acc = 0.0
-                for t in range(dsub):
-                    diff = np.float64(Q[q, m * dsub + t]) - np.float64(codebooks[m, c, t])
-                    acc += diff * diff
-                tables[q, m, c] = acc
+                tables[q, m, c] = acc[c]
 
 
 @njit(parallel=True, cache=True)
@@ -191,13 +287,17 @@ def distance_tables_ip(Q, codebooks, tables):
     """``tables[q, m, c] = <Q[q, sub m], codebooks[m, c]>`` (float64 sums, stored float32)."""
     nq = Q.shape[0]
     M, K, dsub = codebooks.shape
+    cb_t = _transpose_codebooks(codebooks)
     for q in prange(nq):
+        acc = np.empty(K, dtype=np.float64)
         for m in range(M):
+            acc[:] = 0.0
+            for t in range(dsub):
+                qv = np.float64(Q[q, m * dsub + t])
+                for c in range(K):
+                    acc[c] += qv * cb_t[m, t, c]
             for c in range(K):
-                acc = 0.0
-                for t in range(dsub):
-                    acc += np.float64(Q[q, m * dsub + t]) * np.float64(codebooks[m, c, t])
-                tables[q, m, c] = acc
+                tables[q, m, c] = acc[c]
 
 
 # ----------------------------------------------------------------------------- ADC
@@ -217,19 +317,15 @@ def _adc_row(codes, i, table):
     return acc
 
 
+adc_distance = _adc_row
+"""``adc_distance(codes, i, table)``: the ADC distance of code row ``i`` (for other kernels)."""
+
+
 @njit(cache=True)
-def _adc_4rows(codes, i, table):
-    """``_adc_row`` for rows i..i+3 at once: four independent chains of loads and adds."""
-    a0 = np.float32(0.0)
-    a1 = np.float32(0.0)
-    a2 = np.float32(0.0)
-    a3 = np.float32(0.0)
-    for m in range(codes.shape[1]):
-        a0 += table[m, codes[i, m]]
-        a1 += table[m, codes[i + 1, m]]
-        a2 += table[m, codes[i + 2, m]]
-        a3 += table[m, codes[i + 3, m]]
-    return a0, a1, a2, a3
+def adc_distances_at(codes, rows, table, out):
+    """``out[r] = adc_distance(codes, rows[r], table)`` for a few rows (one thread)."""
+    for r in range(rows.shape[0]):
+        out[r] = _adc_row(codes, rows[r], table)
 
 
 @njit(parallel=True, cache=True)
@@ -349,22 +445,118 @@ def adc_scan_into_heap(codes, ids, table, heap_dist, heap_ids):
             heap_push(heap_dist, heap_ids, dist, ids[i])
 
 
+_PRUNE_EVERY = 8  # sub-spaces between early-abandon checks
+
+
+@njit(cache=True, fastmath=True)
+def _min_value(table):
+    """Smallest entry of a C-contiguous table (lane-wise, so it vectorises; min is exact)."""
+    flat = table.ravel()
+    n = flat.shape[0]
+    lanes = np.full(_LANES, np.inf, dtype=np.float32)
+    stop = n - n % _LANES
+    for c in range(0, stop, _LANES):
+        for lane in range(_LANES):
+            v = flat[c + lane]
+            lanes[lane] = v if v < lanes[lane] else lanes[lane]
+    best = np.float32(np.inf)
+    for lane in range(_LANES):
+        if lanes[lane] < best:
+            best = lanes[lane]
+    for c in range(stop, n):
+        if flat[c] < best:
+            best = flat[c]
+    return best
+
+
 @njit(cache=True)
-def _scan_range(codes, start, stop, table, heap_dist, heap_ids):
-    """Rows ``start..stop-1`` into the heap, ids = row numbers (increasing, so a tie
-    with the root never displaces it and ``<`` suffices)."""
+def _offer4(heap_dist, heap_ids, i, a0, a1, a2, a3):
+    if a0 < heap_dist[0]:
+        heap_push(heap_dist, heap_ids, a0, i)
+    if a1 < heap_dist[0]:
+        heap_push(heap_dist, heap_ids, a1, i + 1)
+    if a2 < heap_dist[0]:
+        heap_push(heap_dist, heap_ids, a2, i + 2)
+    if a3 < heap_dist[0]:
+        heap_push(heap_dist, heap_ids, a3, i + 3)
+
+
+@njit(cache=True)
+def _scan_plain(codes, start, stop, table, heap_dist, heap_ids):
+    """Rows four at a time: four independent chains of loads and adds."""
+    M = codes.shape[1]
     i = start
     while i + 4 <= stop:
-        a0, a1, a2, a3 = _adc_4rows(codes, i, table)
-        if a0 < heap_dist[0]:
-            heap_push(heap_dist, heap_ids, a0, i)
-        if a1 < heap_dist[0]:
-            heap_push(heap_dist, heap_ids, a1, i + 1)
-        if a2 < heap_dist[0]:
-            heap_push(heap_dist, heap_ids, a2, i + 2)
-        if a3 < heap_dist[0]:
-            heap_push(heap_dist, heap_ids, a3, i + 3)
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        for m in range(M):
+            a0 += table[m, codes[i, m]]
+            a1 += table[m, codes[i + 1, m]]
+            a2 += table[m, codes[i + 2, m]]
+            a3 += table[m, codes[i + 3, m]]
+        top = heap_dist[0]
+        if a0 < top or a1 < top or a2 < top or a3 < top:
+            _offer4(heap_dist, heap_ids, i, a0, a1, a2, a3)
         i += 4
+    return i
+
+
+@njit(cache=True)
+def _scan_pruned(codes, start, stop, table, heap_dist, heap_ids):
+    """``_scan_plain`` that gives up on four rows once all their partial sums exceed the heap's top.
+
+    Valid only when every table entry is >= 0: a partial sum can then only grow,
+    in float32 too, so none of the four rows could enter the heap.
+    """
+    M = codes.shape[1]
+    M_chunks = M - M % _PRUNE_EVERY
+    i = start
+    while i + 4 <= stop:
+        top = heap_dist[0]
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        m = 0
+        alive = True
+        while m < M_chunks:
+            for mm in range(m, m + _PRUNE_EVERY):
+                a0 += table[mm, codes[i, mm]]
+                a1 += table[mm, codes[i + 1, mm]]
+                a2 += table[mm, codes[i + 2, mm]]
+                a3 += table[mm, codes[i + 3, mm]]
+            m += _PRUNE_EVERY
+            if a0 > top and a1 > top and a2 > top and a3 > top:
+                alive = False
+                break
+        if alive:
+            for mm in range(M_chunks, M):
+                a0 += table[mm, codes[i, mm]]
+                a1 += table[mm, codes[i + 1, mm]]
+                a2 += table[mm, codes[i + 2, mm]]
+                a3 += table[mm, codes[i + 3, mm]]
+            _offer4(heap_dist, heap_ids, i, a0, a1, a2, a3)
+        i += 4
+    return i
+
+
+@njit(cache=True)
+def _scan_range(codes, start, stop, table, heap_dist, heap_ids):
+    """Rows ``start..stop-1`` into the heap, ids = row numbers.
+
+    With squared-L2 tables (every entry >= 0) and at least 32 sub-spaces, groups of
+    four rows are abandoned once all four partial sums exceed the heap's largest
+    distance. The rows that are kept have been summed in full, in the usual order,
+    so the result is the same as without the shortcut. Ids increase, so a tie with
+    the root never displaces it and ``<`` suffices.
+    """
+    M = codes.shape[1]
+    if M >= 4 * _PRUNE_EVERY and _min_value(table) >= 0:
+        i = _scan_pruned(codes, start, stop, table, heap_dist, heap_ids)
+    else:
+        i = _scan_plain(codes, start, stop, table, heap_dist, heap_ids)
     while i < stop:
         dist = _adc_row(codes, i, table)
         if dist < heap_dist[0]:
