@@ -12,12 +12,8 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-SHARED_DATA = Path(os.environ.get("IVFPQ_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-
 
 def machine_line() -> str:
     """One line naming the machine, for benchmark reports."""
@@ -85,19 +81,15 @@ def gaussian_mixture(n, d, n_components=1000, seed=0, dtype=np.float32):
 
 
 def load_shared(name):
-    """Real vectors from ../shared/data: 'sift10k', 'glove', 'fashion-mnist', 'mnist'."""
-    import gzip
-    import struct
+    """Real vectors from ../shared/data (see :func:`ivfpq.datasets.data_root`) as float32.
 
+    'sift10k' gives (base, queries, ground truth); 'glove', 'fashion-mnist' and 'mnist'
+    give the base vectors.
+    """
+    from ivfpq.datasets import load_dataset
+
+    data = load_dataset(name, mmap=False)
+    base = np.ascontiguousarray(data["base"], dtype=np.float32)
     if name == "sift10k":
-        base = SHARED_DATA / "sift10k"
-        return (np.load(base / "base.npy"), np.load(base / "query.npy"), np.load(base / "groundtruth.npy"))
-    if name == "glove":
-        return np.load(SHARED_DATA / "glove-6b-50d-200k" / "vectors.npy")
-    if name in ("fashion-mnist", "mnist"):
-        raw = gzip.open(SHARED_DATA / name / "train-images-idx3-ubyte.gz").read()
-        ndim = raw[3]
-        dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-        images = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims[0], -1)
-        return images.astype(np.float32)
-    raise ValueError(f"unknown shared dataset {name!r}")
+        return base, np.ascontiguousarray(data["query"], dtype=np.float32), np.asarray(data["groundtruth"])
+    return base

@@ -49,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _harness import gaussian_mixture, load_shared, machine_line, print_table  # noqa: E402
 
 from ivfpq.cluster.assign import ExactAssigner, GraphAssigner  # noqa: E402
-from ivfpq.cluster.kmeans import lloyd, resolve_n_threads, thread_limits  # noqa: E402
+from ivfpq._threads import resolve_n_threads, thread_limits  # noqa: E402
+from ivfpq.cluster.kmeans import lloyd  # noqa: E402
 
 TARGET_SLACK = 1.005
 CONTENDERS = ("ours-mop", "ours-exact", "sklearn", "faiss-exact", "faiss-hnsw")

@@ -35,48 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _harness  # noqa: E402
 from _harness import gaussian_mixture, machine_line, print_table  # noqa: E402
 
+import ivfpq  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 DATASETS = ("sift10k", "glove", "fashion-mnist", "synthetic")
 TILE_DISTRIBUTIONS = ("normal", "lognormal", "empirical", "auto")
 COLUMNS = ["method", "M", "dsub", "fit s", "encode s", "scan s / 1k q (1 thread)", "recall@10"]
 
 
-def find_shared_data():
-    """``shared/data`` next to this checkout or any folder above it (worktrees live deeper)."""
-    if _harness.SHARED_DATA.exists():
-        return _harness.SHARED_DATA
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "data"
-        if candidate.exists():
-            _harness.SHARED_DATA = candidate
-            return candidate
-    raise SystemExit("shared/data not found; set IVFPQ_DATA to the folder of the real datasets")
-
-
 # ----------------------------------------------------------------------------- data
-
-
-def exact_top_k(base, queries, k=10, block=16384):
-    """Exact squared-L2 k nearest neighbours (float32 GEMM shortlist, float64 re-rank)."""
-    shortlist = max(4 * k, k + 20)
-    q64 = queries.astype(np.float64)
-    best_d = np.full((len(queries), 0), np.inf)
-    best_i = np.empty((len(queries), 0), dtype=np.int64)
-    b_sq = np.einsum("ij,ij->i", base, base, dtype=np.float64).astype(np.float32)
-    for start in range(0, len(base), block):
-        stop = min(len(base), start + block)
-        scores = b_sq[None, start:stop] - 2.0 * (queries @ base[start:stop].T)
-        take = min(shortlist, stop - start)
-        part = np.argpartition(scores, take - 1, axis=1)[:, :take]
-        best_i = np.concatenate([best_i, part + start], axis=1)
-        best_d = np.concatenate([best_d, np.take_along_axis(scores, part, axis=1)], axis=1)
-        if best_i.shape[1] > shortlist:
-            keep = np.argpartition(best_d, shortlist - 1, axis=1)[:, :shortlist]
-            best_i = np.take_along_axis(best_i, keep, axis=1)
-            best_d = np.take_along_axis(best_d, keep, axis=1)
-    exact = ((base[best_i].astype(np.float64) - q64[:, None, :]) ** 2).sum(-1)
-    order = np.lexsort((best_i, exact), axis=1)[:, :k]
-    return np.take_along_axis(best_i, order, axis=1)
 
 
 def load(name, n_queries, n_synthetic, quick):
@@ -100,7 +67,7 @@ def load(name, n_queries, n_synthetic, quick):
             base = base[: len(base) // 4]
         label = {"glove": "GloVe 6B 50d", "fashion-mnist": "Fashion-MNIST train"}[name]
         desc = f"{label} {base.shape[0]:,} x {base.shape[1]}, {n_queries} held-out rows as queries"
-    return base, queries, exact_top_k(base, queries), desc
+    return base, queries, ivfpq.ground_truth(base, queries, 10)[1], desc
 
 
 def recall_at_10(ids, gt):
@@ -387,7 +354,6 @@ def main(argv=None):
     for name in names:
         if name not in DATASETS:
             parser.error(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
-    find_shared_data()
     RESULTS.mkdir(exist_ok=True)
 
     print(f"machine: {machine_line()}")

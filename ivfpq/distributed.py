@@ -295,7 +295,7 @@ def fit_dask(model, X, sample_weight=None, block_rows=None):
     if client is None:
         import dask.array as da
 
-        from .cluster.kmeans import resolve_n_threads, thread_limits
+        from ._threads import resolve_n_threads, thread_limits
 
         w = None if weights is None else np.asarray(weights.compute(), dtype=np.float64)
         executor = LocalBlocks(lambda start, stop: X[start:stop].compute(),

@@ -727,7 +727,7 @@ def predict_blocks(model, X, block_rows=None):
     """``KMeans.predict`` for an array read block by block (``np.memmap``)."""
     from .._validation import check_is_fitted, check_n_features
     from .assign import ExactAssigner
-    from .kmeans import resolve_n_threads, thread_limits
+    from .._threads import resolve_n_threads, thread_limits
 
     check_is_fitted(model, "cluster_centers_")
     ex = local_executor(X, None, block_rows, cosine=model.metric == "cosine")

@@ -25,6 +25,7 @@ from .._validation import (
     check_random_state,
     check_sample_weight,
 )
+from .._threads import resolve_n_threads, thread_limits
 from ..kernels.distances import exact_sq_distances, sq_norms
 from ..kernels.lloyd import cluster_sums
 from .assign import ExactAssigner, GraphAssigner
@@ -35,35 +36,6 @@ __all__ = ["kmeans", "KMeans", "lloyd", "LloydResult"]
 ALGORITHMS = ("lloyd", "mop", "auto")
 INITS = ("k-means++", "random", "k-means||")
 METRICS = ("sqeuclidean", "cosine")
-
-
-# ----------------------------------------------------------------------------- threads
-
-
-def resolve_n_threads(n_threads) -> int:
-    """``None`` means every core Numba may use; larger requests are capped there."""
-    import numba
-
-    available = numba.config.NUMBA_NUM_THREADS
-    if n_threads is None:
-        return available
-    n_threads = check_positive_int(n_threads, "n_threads")
-    return min(n_threads, available)
-
-
-@contextmanager
-def thread_limits(n_threads: int):
-    """Run Numba kernels and BLAS on ``n_threads`` threads, then restore both."""
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n_threads)
-    try:
-        with threadpool_limits(limits=n_threads, user_api="blas"):
-            yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -27,11 +27,11 @@ from .._validation import (
     check_positive_int,
     check_random_state,
 )
-from ..cluster.kmeans import _ParamsMixin, resolve_n_threads
+from .._threads import resolve_n_threads, thread_limits
+from ..cluster.kmeans import _ParamsMixin
 from ..kernels.hnsw import HNSWGraph, draw_levels, insert_nodes, knn_search
 from ..kernels.hnsw_pq import pq_insert_nodes, pq_knn_search
 from ..kernels.ivf import rerank_exact
-from ._threads import fast_thread_limits
 from .metrics import METRICS
 
 __all__ = ["HNSW"]
@@ -245,7 +245,7 @@ class HNSW(Persistable, _ParamsMixin):
         if g.entry_point < 0:  # the highest node first, so that it is the entry point
             first = int(np.argmax(levels))
             order = np.concatenate(([n + first], np.delete(nodes, first)))
-        with fast_thread_limits(self._n_threads()):
+        with thread_limits(self._n_threads()):
             if self.is_compressed:
                 self._codes[n:n + m] = self.pq_.encode(X)
                 pq_insert_nodes(g, self._codes, self._codebooks, self._codebooks_t, order, X[order - n],
@@ -375,7 +375,7 @@ class HNSW(Persistable, _ParamsMixin):
         nq = Q.shape[0]
         out_dist = np.empty((nq, k), dtype=np.float64)
         out_ids = np.empty((nq, k), dtype=np.int64)
-        with fast_thread_limits(self._n_threads()):
+        with thread_limits(self._n_threads()):
             if self.is_compressed:
                 width = ef if rescore else k
                 nodes = np.full((nq, width), -1, dtype=np.int32)

@@ -20,8 +20,8 @@ from .._validation import (
     check_positive_int,
     check_random_state,
 )
-from ..cluster.kmeans import KMeans, _ParamsMixin, resolve_n_threads, thread_limits
-from ._threads import fast_thread_limits
+from .._threads import resolve_n_threads, thread_limits
+from ..cluster.kmeans import KMeans, _ParamsMixin
 from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids, sq_norms
 from ..kernels.ivf import (
     TABLE_PER_LIST,
@@ -391,7 +391,7 @@ class IVFFlat(_IVFBase):
         X, ids = self._check_add_input(X, ids)
         if X.shape[0] == 0:
             return
-        with fast_thread_limits(self._n_threads()):
+        with thread_limits(self._n_threads()):
             labels = self._quantizer.assign(X)
             self._lists.add(labels, ids, vectors=X)
 
@@ -411,7 +411,7 @@ class IVFFlat(_IVFBase):
         dist = np.empty((Q.shape[0], k), dtype=np.float64)
         ids = np.empty((Q.shape[0], k), dtype=np.int64)
         lists = self._lists
-        with fast_thread_limits(self._n_threads()):
+        with thread_limits(self._n_threads()):
             probes = self._quantizer.probes(Q, nprobe)
             ivf_flat_search(
                 Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
@@ -682,7 +682,7 @@ class IVFPQ(_IVFBase):
         X, ids = self._check_add_input(X, ids)
         if X.shape[0] == 0:
             return
-        with fast_thread_limits(self._n_threads()):
+        with thread_limits(self._n_threads()):
             labels = self._quantizer.assign(X)
             residuals = X - self.centroids_[labels] if self.by_residual else X
         codes = self.pq_.encode(residuals)
@@ -743,7 +743,7 @@ class IVFPQ(_IVFBase):
         out_ids = np.empty((nq, k), dtype=np.int64)
         lists = self._lists
         block = max(1, _QUERY_TABLE_BYTES // (M * K * 4))
-        with fast_thread_limits(self._n_threads()):
+        with thread_limits(self._n_threads()):
             for start in range(0, nq, block):
                 stop = min(nq, start + block)
                 Qb = Q[start:stop]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_array, check_choice, check_n_features, check_positive_int
-from ..cluster.kmeans import resolve_n_threads, thread_limits
+from .._threads import resolve_n_threads, thread_limits
 from ..kernels.topk import merge_block_topk, sort_heaps
 
 __all__ = ["ground_truth", "recall", "METRICS"]

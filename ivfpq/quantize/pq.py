@@ -34,7 +34,8 @@ from .._validation import (
     check_random_state,
 )
 from ..cluster.assign import ExactAssigner
-from ..cluster.kmeans import KMeans, _ParamsMixin, resolve_n_threads, thread_limits
+from .._threads import resolve_n_threads, thread_limits
+from ..cluster.kmeans import KMeans, _ParamsMixin
 from ..kernels import kmeans1d
 from ..kernels import pq as kernels
 from .tile import DISTRIBUTIONS, TileEncoder, _numba_threads, code_dtype

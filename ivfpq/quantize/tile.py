@@ -37,7 +37,8 @@ from .._validation import (
     check_positive_int,
     check_random_state,
 )
-from ..cluster.kmeans import _ParamsMixin, resolve_n_threads, thread_limits
+from .._threads import resolve_n_threads, thread_limits
+from ..cluster.kmeans import _ParamsMixin
 from ..kernels.pq import decode as _decode_kernel
 from ..kernels.pq import encode_by_edges
 from ..kernels.tile import (
