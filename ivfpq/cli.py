@@ -497,25 +497,9 @@ def _index_search(args) -> int:
     return 0
 
 
-def _recall(ids, truth, k):
-    """Recall@k: the library's ``ivfpq.recall`` where it exists, else the same measure here."""
+def _index_eval(args) -> int:
     import ivfpq
 
-    library_recall = getattr(ivfpq, "recall", None)
-    if library_recall is not None:
-        return float(library_recall(ids, truth, k))
-    return _recall_at_k(ids, truth, k)
-
-
-def _recall_at_k(ids, truth, k):
-    """Mean over queries of |returned top-k ∩ true top-k| / k."""
-    hits = 0
-    for row, true_row in zip(ids[:, :k], truth[:, :k]):
-        hits += np.intersect1d(row[row >= 0], true_row).size
-    return hits / (k * ids.shape[0])
-
-
-def _index_eval(args) -> int:
     from .plot import plot_recall_latency, save_figure
 
     index = _load_index(args.index)
@@ -555,7 +539,7 @@ def _index_eval(args) -> int:
                                  desc=f"{option}={value}" if option else "searching")
             times.append(time.perf_counter() - start)
         seconds = float(np.median(times))
-        recall = _recall(ids, truth, args.k)
+        recall = float(ivfpq.recall(ids, truth, args.k))
         entry = {"recall": recall, "qps": Q.shape[0] / max(seconds, 1e-12),
                  "latency_ms": 1000.0 * seconds / Q.shape[0], "seconds": seconds}
         if option is not None:
