@@ -41,6 +41,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+# The bounded (distance, id) max-heap shared by every top-k kernel.
+from .topk import heap_init, heap_push, heap_sort
+
 __all__ = [
     "encode_by_edges",
     "encode_nearest",
@@ -338,93 +341,6 @@ def adc_distances(codes, table, out):
     n = codes.shape[0]
     for i in prange(n):
         out[i] = _adc_row(codes, i, table)
-
-
-# -- a max-heap of (distance, id) pairs, largest pair at the root ----------------------
-
-
-@njit(cache=True)
-def _greater(d1, i1, d2, i2):
-    return d1 > d2 or (d1 == d2 and i1 > i2)
-
-
-@njit(cache=True)
-def heap_init(heap_dist, heap_ids):
-    """Empty heap: every slot ``(inf, -1)``."""
-    for s in range(heap_dist.shape[0]):
-        heap_dist[s] = np.inf
-        heap_ids[s] = -1
-
-
-@njit(cache=True)
-def heap_push(heap_dist, heap_ids, dist, idx):
-    """Offer ``(dist, idx)`` to a full max-heap of size k; keeps the k smallest pairs.
-
-    Returns True when the pair was taken (it replaced the largest).
-    """
-    k = heap_dist.shape[0]
-    if k == 0 or not _greater(heap_dist[0], heap_ids[0], dist, idx):
-        return False
-    pos = 0
-    while True:
-        child = 2 * pos + 1
-        if child >= k:
-            break
-        right = child + 1
-        if right < k and _greater(heap_dist[right], heap_ids[right], heap_dist[child], heap_ids[child]):
-            child = right
-        if not _greater(heap_dist[child], heap_ids[child], dist, idx):
-            break
-        heap_dist[pos] = heap_dist[child]
-        heap_ids[pos] = heap_ids[child]
-        pos = child
-    heap_dist[pos] = dist
-    heap_ids[pos] = idx
-    return True
-
-
-@njit(cache=True)
-def heap_sort(heap_dist, heap_ids):
-    """Sort a heap's pairs ascending by (distance, id), in place (padding goes last)."""
-    k = heap_dist.shape[0]
-    # Heap sort: repeatedly move the largest pair to the end.
-    for end in range(k - 1, 0, -1):
-        top_d = heap_dist[0]
-        top_i = heap_ids[0]
-        last_d = heap_dist[end]
-        last_i = heap_ids[end]
-        heap_dist[end] = top_d
-        heap_ids[end] = top_i
-        pos = 0
-        while True:
-            child = 2 * pos + 1
-            if child >= end:
-                break
-            right = child + 1
-            if right < end and _greater(heap_dist[right], heap_ids[right], heap_dist[child], heap_ids[child]):
-                child = right
-            if not _greater(heap_dist[child], heap_ids[child], last_d, last_i):
-                break
-            heap_dist[pos] = heap_dist[child]
-            heap_ids[pos] = heap_ids[child]
-            pos = child
-        heap_dist[pos] = last_d
-        heap_ids[pos] = last_i
-    # (inf, -1) padding sorts before real (inf, id) pairs; move it to the end.
-    n_pad = 0
-    for s in range(k):
-        if heap_ids[s] == -1:
-            n_pad += 1
-    if n_pad:
-        w = 0
-        for s in range(k):
-            if heap_ids[s] != -1:
-                heap_dist[w] = heap_dist[s]
-                heap_ids[w] = heap_ids[s]
-                w += 1
-        for s in range(w, k):
-            heap_dist[s] = np.inf
-            heap_ids[s] = -1
 
 
 @njit(cache=True)

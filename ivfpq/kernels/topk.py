@@ -2,7 +2,8 @@
 
 A heap is a pair of flat arrays ``(dist[k], ids[k])`` whose root is the worst entry
 kept so far; an empty slot holds ``(+inf, -1)``. Ties in distance are broken by id
-(the smaller id is better), so results never depend on scan order or thread count.
+(the smaller id is better; an empty slot ranks after every real pair), so results
+never depend on scan order or thread count.
 Smaller is better: callers searching by inner product push negated scores.
 """
 
@@ -21,8 +22,9 @@ __all__ = [
 
 @njit(inline="always")
 def _worse(d1, i1, d2, i2):
-    """Is (d1, i1) ranked after (d2, i2)?"""
-    return d1 > d2 or (d1 == d2 and i1 > i2)
+    """Is (d1, i1) ranked after (d2, i2)? Ties go by id; an empty slot's -1 ranks last."""
+    # As unsigned, -1 is the largest id, so padding sorts after real pairs at +inf too.
+    return d1 > d2 or (d1 == d2 and np.uint64(i1) > np.uint64(i2))
 
 
 @njit(inline="always")
