@@ -75,13 +75,16 @@ def test_same_random_state_gives_identical_results_and_threads_do_not_matter():
     assert not np.array_equal(a.cluster_centers_, d.cluster_centers_)
 
 
-def test_exhaustive_search_equals_exact_lloyd():
-    # A beam as wide as k visits every centroid, so each point gets its exact nearest.
+@pytest.mark.parametrize("cold", [{"cold_start": "graph"}, {"cold_nprobe": 40}])
+def test_exhaustive_search_equals_exact_lloyd(cold):
+    # A beam as wide as k visits every centroid, so each point gets its exact nearest;
+    # the first assignment is exhaustive too: a graph beam of 2 * ef_search >= k, or
+    # (two-level) 40 groups of centroids all scanned for every point.
     X = _blobs(1500, 6, 12, seed=4, dtype=np.float64, std=2.0)
     init = X[np.random.default_rng(0).choice(1500, 40, replace=False)]
     exact = KMeans(40, init=init, algorithm="lloyd", max_iter=15, tol=0).fit(X)
     mop = KMeans(40, init=init, algorithm="mop", max_iter=15, tol=0, ef_search=40,
-                 ef_construction=40, random_state=0).fit(X)
+                 ef_construction=40, random_state=0, **cold).fit(X)
     np.testing.assert_array_equal(mop.labels_, exact.labels_)
     np.testing.assert_allclose(mop.cluster_centers_, exact.cluster_centers_, rtol=1e-12, atol=1e-12)
     assert mop.n_iter_ == exact.n_iter_
@@ -93,15 +96,21 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
     C0 = X[np.random.default_rng(3).choice(2500, 90, replace=False)].copy()
     weights = np.ones(2500)
     for switches in ({}, {"warm_start": False}, {"seed_previous": False}, {"sort_bulks": False},
-                     {"additional_centroids": 0, "min_iterations": 0}, {"descend_warm": True}):
+                     {"additional_centroids": 0, "min_iterations": 0}, {"descend_warm": True},
+                     {"cold_start": "graph"}):
         assigner = GraphAssigner(M=4, ef_construction=16, ef_search=2, bulk_size=128, **switches)
         result = lloyd(X, weights, C0, assigner, 8)
         inertias = np.array([i for _, i in result.history])
         assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1]), switches
         assert result.inertia == pytest.approx(_cost(X, result.centers, result.labels), rel=1e-9)
         kinds = [s["graph"] for s in assigner.stats]
-        assert kinds[0] == "rebuild"
-        assert set(kinds[1:]) == ({"rebuild"} if switches.get("warm_start") is False else {"repair"})
+        if switches.get("cold_start") == "graph":
+            assert kinds[0] == "rebuild"
+            kinds = kinds[1:]
+        else:  # the first assignment does not search: the graph is first built for the second
+            assert kinds[:2] == ["deferred", "rebuild"]
+            kinds = kinds[2:]
+        assert set(kinds) == ({"rebuild"} if switches.get("warm_start") is False else {"repair"})
     state = GraphAssigner(additional_centroids=2).new_state(5)
     assert state.shape == (5, 3) and state.dtype == np.int32 and np.all(state == -1)
 
@@ -114,6 +123,8 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
     ("bulk_size", "big", TypeError),
     ("ef_construction", 0, ValueError),
     ("algorithm", "hnsw", ValueError),
+    ("cold_start", "exact", ValueError),
+    ("cold_nprobe", 0, ValueError),
 ])
 def test_bad_parameters_name_themselves(param, value, error):
     X = _blobs(200, 4, 5, seed=0)

@@ -104,7 +104,8 @@ class GraphAssigner:
 
     def __init__(self, M=16, ef_construction=40, ef_search=8, additional_centroids=3,
                  min_iterations=2, bulk_size=2048, seed=0, *, ef_cold=None, warm_start=True,
-                 seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05, rebuild_fraction=1.0):
+                 seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05, rebuild_fraction=1.0,
+                 cold_start="two-level", cold_nprobe=1):
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -119,6 +120,8 @@ class GraphAssigner:
         self.descend_warm = descend_warm
         self.repair_shift = repair_shift
         self.rebuild_fraction = rebuild_fraction
+        self.cold_start = cold_start
+        self.cold_nprobe = cold_nprobe
         self.graph = None
         self.centroids = None
         self.stats = []  # per prepare(): dict(build, repaired, seconds)
@@ -126,6 +129,7 @@ class GraphAssigner:
         self._projection = None
         self._radius = None
         self._anchor = None
+        self._graph_pending = False
 
     def _build(self, data):
         from ..kernels.hnsw import build_graph
@@ -133,15 +137,8 @@ class GraphAssigner:
         return build_graph(data, self.M, self.ef_construction, levels=self._levels)
 
     def prepare(self, centroids):
-        import time
-
-        from ..kernels.hnsw import repair_nodes
-        from ..kernels.mop import nearest_link_distances
-
-        start = time.perf_counter()
         self.centroids = np.ascontiguousarray(centroids)
-        data = np.ascontiguousarray(centroids, dtype=np.float32)
-        k, d = data.shape
+        k, d = self.centroids.shape
         if self._levels is None or self._levels.shape[0] != k:
             from ..kernels.hnsw import draw_levels
 
@@ -150,6 +147,24 @@ class GraphAssigner:
             direction = rng.standard_normal(d)
             self._projection = direction / max(np.linalg.norm(direction), 1e-300)
             self.graph = None
+        if self.cold_start == "two-level" and not self.stats:
+            # The first assignment of a run has no seeds and does not search the
+            # graph (see ``cold_start``): build it when a search first needs it.
+            self._graph_pending = True
+            self.stats.append({"graph": "deferred", "nodes": 0, "seconds": 0.0})
+            return
+        self._refresh_graph()
+
+    def _refresh_graph(self):
+        import time
+
+        from ..kernels.hnsw import repair_nodes
+        from ..kernels.mop import nearest_link_distances
+
+        start = time.perf_counter()
+        self._graph_pending = False
+        data = np.ascontiguousarray(self.centroids, dtype=np.float32)
+        k = data.shape[0]
         kind, repaired = "rebuild", k
         if self.graph is None or not self.warm_start:
             self.graph = self._build(data.copy())
@@ -187,15 +202,37 @@ class GraphAssigner:
         state[rows] = -1
         state[rows, 0] = clusters
 
+    def _bulk_order(self, state):
+        """Rows grouped by previous centroid, so that a bulk's queries share their
+        neighbourhood of the graph (stable: ties keep row order)."""
+        n = state.shape[0]
+        previous = state[:, 0]
+        if not self.sort_bulks or n == 0:
+            return np.arange(n, dtype=np.int64)
+        if previous.min() < 0:
+            return np.argsort(previous, kind="stable").astype(np.int64, copy=False)
+        from ..kernels.coarse import counting_order
+
+        return counting_order(previous, self.centroids.shape[0])[0]
+
     def assign(self, X, state, labels_out, sq_dist_out):
         from ..kernels.mop import mop_assign
 
+        centers = self.centroids if self.centroids.dtype == X.dtype else self.centroids.astype(X.dtype)
+        if self.cold_start == "two-level" and X.shape[0] and bool((state[:, 0] < 0).all()):
+            from ..kernels.coarse import two_level_assign
+
+            two_level_assign(X, np.ascontiguousarray(centers), state, labels_out, sq_dist_out,
+                             nprobe=self.cold_nprobe, seed=self.seed)
+            self.last_expansions = 0
+            return labels_out, sq_dist_out
+        if self._graph_pending:
+            self._refresh_graph()
         graph = self.graph
         visited, epochs = graph.scratch()
-        centers = self.centroids if self.centroids.dtype == X.dtype else self.centroids.astype(X.dtype)
         self.last_expansions = int(mop_assign(
             X, centers, graph.data, graph.links0, graph.upper, graph.upper_offset,
             graph.entry_point, graph.max_level, state, labels_out, sq_dist_out,
-            self._projection, self.bulk_size, self.ef_search, self._ef_cold(), self.min_iterations,
-            self.seed_previous, self.sort_bulks, self.descend_warm, visited, epochs))
+            self._projection, self._bulk_order(state), self.bulk_size, self.ef_search, self._ef_cold(),
+            self.min_iterations,            self.seed_previous, self.sort_bulks, self.descend_warm, visited, epochs))
         return labels_out, sq_dist_out

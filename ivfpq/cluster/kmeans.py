@@ -27,7 +27,7 @@ from .._validation import (
 )
 from .._threads import resolve_n_threads, thread_limits
 from ..kernels.distances import exact_sq_distances, sq_norms
-from ..kernels.lloyd import cluster_sums
+from ..kernels.lloyd import cluster_sums, move_points
 from .assign import ExactAssigner, GraphAssigner
 from .init import kmeans_plusplus, random_init
 
@@ -36,6 +36,7 @@ __all__ = ["kmeans", "KMeans", "lloyd", "LloydResult"]
 ALGORITHMS = ("lloyd", "mop", "auto")
 INITS = ("k-means++", "random", "k-means||")
 METRICS = ("sqeuclidean", "cosine")
+COLD_STARTS = ("two-level", "graph")
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -149,6 +150,15 @@ def lloyd(
     history, changed_fraction = [], []
     labels_match_centers = False
     n_iter = 0
+    # With unit weights the sums follow the points that moved (a few percent late in a
+    # run) instead of a full pass; ``sums`` always matches ``labels``.
+    unit_weights = bool(np.all(weights == 1.0))
+    sums = counts = None
+
+    def sums_for(new, old):
+        if unit_weights and sums is not None:
+            return move_points(X, old, new, sums, counts)
+        return cluster_sums(X, new, weights, k)
 
     for iteration in range(max_iter):
         assigner.prepare(centers)
@@ -160,7 +170,7 @@ def lloyd(
             break
         n_iter = iteration + 1
 
-        sums, counts = cluster_sums(X, labels, weights, k)
+        sums, counts = sums_for(labels, new_labels)
         inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
         moved = _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
         if moved.size and hasattr(assigner, "relabel"):  # assigners that remember labels
@@ -178,8 +188,9 @@ def lloyd(
 
     if not labels_match_centers:
         assigner.prepare(centers)
-        assigner.assign(X, state, labels, sq_dists)
-    sums, counts = cluster_sums(X, labels, weights, k)
+        assigner.assign(X, state, new_labels, sq_dists)
+        labels, new_labels = new_labels, labels
+    sums, counts = sums_for(labels, new_labels)
     inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
     return LloydResult(centers, labels, inertia, n_iter, history, changed_fraction)
 
@@ -355,6 +366,14 @@ class KMeans(_ParamsMixin, Persistable):
     bulk_size : int, default=2048
         "mop" only: points per bulk; within a bulk, queries are sorted so that each
         one starts near the previous one.
+    cold_start : {"two-level", "graph"}, default="two-level"
+        "mop" only: how the first assignment, which has no previous centroids to
+        seed from, is made. "two-level" groups the centroids by a short k-means and
+        scores each point against the centroids of its nearest groups with BLAS;
+        "graph" searches the graph from its upper layers (beam ``2*ef_search``).
+    cold_nprobe : int, default=1
+        "mop" only, with ``cold_start="two-level"``: groups of centroids each point
+        is scored against (its nearest group and the groups nearest to that one).
 
     Attributes
     ----------
@@ -405,6 +424,8 @@ class KMeans(_ParamsMixin, Persistable):
         additional_centroids=3,
         min_iterations=2,
         bulk_size=2048,
+        cold_start="two-level",
+        cold_nprobe=1,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -422,6 +443,8 @@ class KMeans(_ParamsMixin, Persistable):
         self.additional_centroids = additional_centroids
         self.min_iterations = min_iterations
         self.bulk_size = bulk_size
+        self.cold_start = cold_start
+        self.cold_nprobe = cold_nprobe
 
     # -- scikit-learn protocol -------------------------------------------------------
 
@@ -479,6 +502,8 @@ class KMeans(_ParamsMixin, Persistable):
         check_positive_int(self.additional_centroids, "additional_centroids", minimum=0)
         check_positive_int(self.min_iterations, "min_iterations", minimum=0)
         check_positive_int(self.bulk_size, "bulk_size")
+        check_choice(self.cold_start, "cold_start", COLD_STARTS)
+        check_positive_int(self.cold_nprobe, "cold_nprobe")
         return n_clusters, init, n_init, max_iter, tol, n_threads
 
     def _prepare_X(self, X, name="X", reset=True):
@@ -506,6 +531,7 @@ class KMeans(_ParamsMixin, Persistable):
                 M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search,
                 additional_centroids=self.additional_centroids,
                 min_iterations=self.min_iterations, bulk_size=self.bulk_size, seed=seed,
+                cold_start=self.cold_start, cold_nprobe=self.cold_nprobe,
             )
         return ExactAssigner()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["cluster_sums"]
+__all__ = ["cluster_sums", "move_points"]
 
 
 @njit(cache=True)
@@ -36,4 +36,34 @@ def cluster_sums(X, labels, weights, n_clusters, sums=None, counts=None):
     if counts is None:
         counts = np.zeros(n_clusters, dtype=np.float64)
     _accumulate(X, weights, labels, sums, counts)
+    return sums, counts
+
+
+@njit(cache=True)
+def _move(X, before, after, sums, counts):
+    d = X.shape[1]
+    for i in range(X.shape[0]):
+        old = before[i]
+        new = after[i]
+        if old == new:
+            continue
+        if old >= 0:
+            counts[old] -= 1.0
+            for j in range(d):
+                sums[old, j] -= np.float64(X[i, j])
+        counts[new] += 1.0
+        for j in range(d):
+            sums[new, j] += np.float64(X[i, j])
+
+
+def move_points(X, before, after, sums, counts):
+    """Update unit-weight cluster ``sums`` and ``counts`` in place for the rows whose
+    label changed from ``before`` (-1: none) to ``after``, in row order.
+
+    Late Lloyd iterations move a few percent of the points; this touches only those
+    instead of all of them. Counts stay exact integers, so an emptied cluster has a
+    count of exactly 0. Only for unit weights: with other weights, repeated adds and
+    subtracts could leave a count a rounding error away from 0.
+    """
+    _move(X, before, after, sums, counts)
     return sums, counts
