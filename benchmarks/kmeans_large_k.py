@@ -62,6 +62,7 @@ ABLATIONS = {
     "no bulk sorting": {"sort_bulks": False},
     "graph rebuilt every iteration": {"warm_start": False},
     "descent for every point (paper)": {"descend_warm": True},
+    "first assignment by graph search": {"cold_start": "graph"},
 }
 
 
@@ -176,6 +177,23 @@ def run_faiss(X, C0, budget, hnsw):
         trace.append((elapsed, float(stats.obj)))
         if elapsed > budget:
             return trace
+
+
+def parse_mop_options(pairs):
+    """``["ef_search=4", "cold_start=graph"]`` -> GraphAssigner keyword arguments."""
+    options = {}
+    for pair in pairs or []:
+        key, _, value = pair.partition("=")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            value = {"True": True, "False": False}.get(value, value)
+        options[key] = value
+    return options
 
 
 def run_contender(name, X, C0, budget, ref_iters, assigner_kwargs=None):
@@ -329,6 +347,9 @@ def main(argv=None):
     p.add_argument("--crossover-k", type=int, nargs="+", default=[250, 500, 1000, 2000, 4000])
     p.add_argument("--quick", action="store_true",
                    help="tiny run to check the script: synthetic 20k x 128, k=500, 5 s")
+    p.add_argument("--mop", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="GraphAssigner parameters for ours-mop and the ablation base, "
+                        "e.g. --mop ef_search=8 cold_start=graph")
     p.add_argument("--plot", default="benchmarks/results/kmeans_large_k.png")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -353,7 +374,8 @@ def main(argv=None):
                 traces = {}
                 contenders = ["ours-exact"] + [c for c in args.contenders if c != "ours-exact"]
                 for name in contenders:
-                    traces[name] = run_contender(name, X, C0, args.budget, args.ref_iters)
+                    traces[name] = run_contender(name, X, C0, args.budget, args.ref_iters,
+                                                 parse_mop_options(args.mop))
                     print(f"  {dataset} k={k} {name}: {len(traces[name])} iterations, "
                           f"last at {traces[name][-1][0]:.1f} s", file=sys.stderr, flush=True)
                 exact = traces["ours-exact"]
@@ -387,7 +409,7 @@ def main(argv=None):
         results = {label: [] for label in ABLATIONS}
         for _ in range(args.ablation_repeat):  # round robin, so load drifts hit all alike
             for label, switches in ABLATIONS.items():
-                assigner = _CountingAssigner(GraphAssigner(**switches))
+                assigner = _CountingAssigner(GraphAssigner(**{**parse_mop_options(args.mop), **switches}))
                 trace = run_ours(X, C0, assigner, budget)
                 results[label].append((trace, assigner.expansions))
         rows = []

@@ -98,19 +98,17 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
     for switches in ({}, {"warm_start": False}, {"seed_previous": False}, {"sort_bulks": False},
                      {"additional_centroids": 0, "min_iterations": 0}, {"descend_warm": True},
                      {"cold_start": "graph"}):
-        assigner = GraphAssigner(M=4, ef_construction=16, ef_search=2, bulk_size=128, **switches)
+        assigner = GraphAssigner(M=4, ef_construction=16, ef_search=2, bulk_size=128,
+                                 rebuild_fraction=1.0, **switches)
         result = lloyd(X, weights, C0, assigner, 8)
         inertias = np.array([i for _, i in result.history])
         assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1]), switches
         assert result.inertia == pytest.approx(_cost(X, result.centers, result.labels), rel=1e-9)
+        # Built once (in the first iteration for a graph start, else when first searched),
+        # then repaired, or rebuilt every time without the warm start.
         kinds = [s["graph"] for s in assigner.stats]
-        if switches.get("cold_start") == "graph":
-            assert kinds[0] == "rebuild"
-            kinds = kinds[1:]
-        else:  # the first assignment does not search: the graph is first built for the second
-            assert kinds[:2] == ["deferred", "rebuild"]
-            kinds = kinds[2:]
-        assert set(kinds) == ({"rebuild"} if switches.get("warm_start") is False else {"repair"})
+        assert kinds[0] == "rebuild"
+        assert set(kinds[1:]) == ({"rebuild"} if switches.get("warm_start") is False else {"repair"})
     state = GraphAssigner(additional_centroids=2).new_state(5)
     assert state.shape == (5, 3) and state.dtype == np.int32 and np.all(state == -1)
 
@@ -158,3 +156,68 @@ def test_auto_uses_mop_past_the_crossover(monkeypatch):
     assert model.algorithm_ == "mop"
     inertias = np.array([i for _, i in model.history_])
     assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1])
+
+
+def test_widen_doubles_the_beam_up_to_the_widest_and_resets_per_run():
+    assigner = GraphAssigner(ef_search=8)
+    assert assigner.widen_steps() == 2
+    assert [assigner.widen() for _ in range(3)] == [True, True, False]
+    assert assigner._ef == 32
+    assigner.new_state(3)
+    assert assigner._ef == 8
+    assert GraphAssigner(ef_search=6, max_ef_search=20).widen_steps() == 2  # 6 -> 12 -> 20
+    assert GraphAssigner(ef_search=8, max_ef_search=4).widen_steps() == 0
+
+
+class _WideningExact:
+    """Exact assignment that counts the loop's calls to widen()."""
+
+    def __init__(self, steps):
+        from ivfpq.cluster.assign import ExactAssigner
+
+        self.inner, self.left, self.calls = ExactAssigner(), steps, 0
+
+    def prepare(self, centroids):
+        self.inner.prepare(centroids)
+
+    def new_state(self, n):
+        return None
+
+    def assign(self, *args):
+        return self.inner.assign(*args)
+
+    def widen(self):
+        self.calls += 1
+        if self.left == 0:
+            return False
+        self.left -= 1
+        return True
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-3])
+def test_lloyd_asks_for_a_wider_search_before_it_stops(tol):
+    X = _blobs(800, 5, 10, seed=2)
+    C0 = X[:10].copy()
+    plain = lloyd(X, np.ones(800), C0, _WideningExact(0), 100, tol=tol)
+    assigner = _WideningExact(2)
+    widened = lloyd(X, np.ones(800), C0, assigner, 100, tol=tol)
+    # Exact assignment cannot improve: the two extra looks change nothing but are made.
+    assert assigner.calls == 3
+    np.testing.assert_array_equal(widened.labels, plain.labels)
+    assert widened.n_iter == len(widened.history) == len(widened.changed_fraction)
+
+
+def test_auto_cold_start_picks_two_level_for_coarse_clusters_and_graph_otherwise():
+    clustered = _blobs(20000, 16, 20, seed=1, std=0.3)  # 20 far-apart clusters, 200 centroids
+    uniform = np.random.default_rng(2).random((20000, 16), dtype=np.float32)
+    for X, expected in ((clustered, "two-level"), (uniform, "graph")):
+        C = X[np.random.default_rng(0).choice(len(X), 200, replace=False)].copy()
+        assigner = GraphAssigner(seed=0)
+        assigner.prepare(C)
+        state = assigner.new_state(len(X))
+        labels, sq = np.empty(len(X), np.int64), np.empty(len(X))
+        assigner.assign(X, state, labels, sq)
+        assert assigner.cold_start_ == expected, assigner.cold_agreement_
+        assert np.all(state[:, 0] == labels)
+        exact = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
+        np.testing.assert_allclose(sq, exact[np.arange(len(X)), labels], rtol=1e-9)

@@ -197,6 +197,15 @@ def _lloyd_step(x, previous, model, n_clusters, copy_state):
     return LloydBlock(previous.block, labels, sq_dists, state), (sums, counts, changed)
 
 
+def _widen_model(model, copy_assigner):
+    """The model with its assigner's search widened (see ``GraphAssigner.widen``)."""
+    assigner, centers = model
+    if copy_assigner:
+        assigner = copy.deepcopy(assigner)
+    assigner.widen()
+    return assigner, centers
+
+
 def _prepare_model(previous, centers, copy_assigner):
     """(assigner ready for ``centers``, centers): for the graph assigner the graph is
     built (or warm-started from ``previous``'s) here, once per iteration.
@@ -336,6 +345,7 @@ def blocked_lloyd(
     labels_match_centers = False
     n_iter = 0
     stats = None
+    widen_left = assigner.widen_steps() if hasattr(assigner, "widen_steps") else 0
 
     for iteration in range(max_iter):
         ex.keep(model)
@@ -347,9 +357,13 @@ def blocked_lloyd(
         stats = ex.gather(ex.submit(operator.getitem, summary, 1))
         changed = stats["changed"]
         if changed == 0:  # strict convergence: the update would not move anything
+            if widen_left:  # ... unless a wider search finds something (see ``lloyd``)
+                widen_left -= 1
+                model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+                continue
             labels_match_centers = True
             break
-        n_iter = iteration + 1
+        n_iter += 1
         if stats["empty"].size:
             states, summary, stats = _relocate_empty_clusters(
                 ex, states, reduced, model, weighted_sq_norms, stats["empty"], spherical, tol,
@@ -364,7 +378,10 @@ def blocked_lloyd(
         if callback is not None:
             callback(iteration + 1, stats["inertia"], changed / n)
         if stats["converged"]:
-            break
+            if not widen_left:
+                break
+            widen_left -= 1
+            model = ex.submit(_widen_model, model, ex.remote, heavy=True)
 
     if labels_match_centers:
         inertia = stats["inertia"]

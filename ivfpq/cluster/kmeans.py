@@ -27,7 +27,7 @@ from .._validation import (
 )
 from .._threads import resolve_n_threads, thread_limits
 from ..kernels.distances import exact_sq_distances, sq_norms
-from ..kernels.lloyd import cluster_sums, move_points
+from ..kernels.lloyd import cluster_sums, move_points, weighted_sq_norm_total
 from .assign import ExactAssigner, GraphAssigner
 from .init import kmeans_plusplus, random_init
 
@@ -36,7 +36,7 @@ __all__ = ["kmeans", "KMeans", "lloyd", "LloydResult"]
 ALGORITHMS = ("lloyd", "mop", "auto")
 INITS = ("k-means++", "random", "k-means||")
 METRICS = ("sqeuclidean", "cosine")
-COLD_STARTS = ("two-level", "graph")
+COLD_STARTS = ("auto", "two-level", "graph")
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -82,6 +82,10 @@ def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
     if empty.size == 0:
         return np.empty(0, dtype=np.int64)
     candidates = np.flatnonzero(weights > 0)
+    if candidates.size > 4 * empty.size:  # only the farthest few are needed, not a full sort
+        keep = np.argpartition(-sq_dists[candidates], empty.size - 1)[:empty.size]
+        threshold = sq_dists[candidates[keep]].min()
+        candidates = candidates[sq_dists[candidates] >= threshold]
     order = candidates[np.argsort(-sq_dists[candidates], kind="stable")]
     moved = []
     for cluster, row in zip(empty, order):
@@ -135,9 +139,12 @@ def lloyd(
     the weighted mean of its points. ``history`` gets one ``(seconds, inertia)``
     pair per iteration: the time since the call began and the inertia of that
     iteration's assignment (its cost against the centroids it was made with).
-    Stops when no label changes, when the squared centroid shift is at most ``tol`` (or, with ``stop_when_allclose``, when the centroids
-    are ``allclose`` to the previous ones), or after ``max_iter`` iterations. The
-    returned labels and inertia belong to the returned centers.
+    Stops when no label changes, when the squared centroid shift is at most ``tol`` (or,
+    with ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
+    ones), or after ``max_iter`` iterations. An assigner with a ``widen()`` method (the
+    graph search) is asked to search wider before either of the first two stops; the
+    run stops there only when it cannot. The returned labels and inertia belong to the
+    returned centers.
     """
     start = time.perf_counter()
     n, k = X.shape[0], centers.shape[0]
@@ -145,7 +152,7 @@ def lloyd(
     labels = np.full(n, -1, dtype=np.int64)
     new_labels = np.empty(n, dtype=np.int64)
     sq_dists = np.empty(n, dtype=np.float64)
-    weighted_sq_norm_total = float(weights @ np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    sq_norm_total = weighted_sq_norm_total(X, weights)
     state = assigner.new_state(n)
     history, changed_fraction = [], []
     labels_match_centers = False
@@ -154,6 +161,7 @@ def lloyd(
     # run) instead of a full pass; ``sums`` always matches ``labels``.
     unit_weights = bool(np.all(weights == 1.0))
     sums = counts = None
+    widen = getattr(assigner, "widen", lambda: False)
 
     def sums_for(new, old):
         if unit_weights and sums is not None:
@@ -166,12 +174,14 @@ def lloyd(
         changed = int(np.count_nonzero(new_labels != labels))
         labels, new_labels = new_labels, labels
         if changed == 0:  # strict convergence: the update would not move anything
+            if widen():  # ... unless a wider search finds something: look again
+                continue
             labels_match_centers = True
             break
-        n_iter = iteration + 1
+        n_iter += 1
 
         sums, counts = sums_for(labels, new_labels)
-        inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
+        inertia = cost_from_sums(sq_norm_total, sums, counts, centers)
         moved = _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
         if moved.size and hasattr(assigner, "relabel"):  # assigners that remember labels
             assigner.relabel(state, moved, labels[moved])
@@ -183,7 +193,7 @@ def lloyd(
         changed_fraction.append(changed / n)
         if callback is not None:
             callback(iteration + 1, inertia, changed / n)
-        if converged:
+        if converged and not widen():
             break
 
     if not labels_match_centers:
@@ -191,7 +201,7 @@ def lloyd(
         assigner.assign(X, state, new_labels, sq_dists)
         labels, new_labels = new_labels, labels
     sums, counts = sums_for(labels, new_labels)
-    inertia = cost_from_sums(weighted_sq_norm_total, sums, counts, centers)
+    inertia = cost_from_sums(sq_norm_total, sums, counts, centers)
     return LloydResult(centers, labels, inertia, n_iter, history, changed_fraction)
 
 
@@ -366,11 +376,14 @@ class KMeans(_ParamsMixin, Persistable):
     bulk_size : int, default=2048
         "mop" only: points per bulk; within a bulk, queries are sorted so that each
         one starts near the previous one.
-    cold_start : {"two-level", "graph"}, default="two-level"
+    cold_start : {"auto", "two-level", "graph"}, default="auto"
         "mop" only: how the first assignment, which has no previous centroids to
         seed from, is made. "two-level" groups the centroids by a short k-means and
-        scores each point against the centroids of its nearest groups with BLAS;
-        "graph" searches the graph from its upper layers (beam ``2*ef_search``).
+        scores each point against the centroids of its nearest group with BLAS (fast
+        and accurate when the data's clusters are coarser than the centroids);
+        "graph" searches the graph from its upper layers (beam ``2*ef_search``);
+        "auto" uses "two-level" where it finds the exact nearest centroid for 95% of
+        a sample of 2,000 rows, else "graph".
     cold_nprobe : int, default=1
         "mop" only, with ``cold_start="two-level"``: groups of centroids each point
         is scored against (its nearest group and the groups nearest to that one).
@@ -424,7 +437,7 @@ class KMeans(_ParamsMixin, Persistable):
         additional_centroids=3,
         min_iterations=2,
         bulk_size=2048,
-        cold_start="two-level",
+        cold_start="auto",
         cold_nprobe=1,
     ):
         self.n_clusters = n_clusters

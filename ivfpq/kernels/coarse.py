@@ -28,10 +28,10 @@ from numba import njit
 from .distances import nearest_centroids
 from .lloyd import cluster_sums
 
-__all__ = ["coarse_groups", "counting_order", "two_level_assign"]
+__all__ = ["coarse_groups", "counting_order", "default_n_groups", "two_level_assign"]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def _exact_sq_distance(X, i, C, c):
     acc = 0.0
     for j in range(X.shape[1]):
@@ -40,7 +40,7 @@ def _exact_sq_distance(X, i, C, c):
     return acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _keep_nearest(products, candidate_sq_norms, candidates, rows, X, centers, state, labels_out,
                   sq_dist_out):
     """Per row ``r`` of ``products`` (``-2 x.c`` against ``candidates``), the nearest
@@ -76,7 +76,7 @@ def _keep_nearest(products, candidate_sq_norms, candidates, rows, X, centers, st
         sq_dist_out[i] = _exact_sq_distance(X, i, centers, best_i[0])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def counting_order(keys, n_keys):
     """Stable order of ``keys`` (ints in [0, n_keys)) and the start of each key's run."""
     starts = np.zeros(n_keys + 1, dtype=np.int64)
@@ -137,8 +137,14 @@ def coarse_groups(centers, n_groups, nprobe, width, seed, iterations=8):
     return means, np.concatenate(lists).astype(np.int64), np.asarray(starts, dtype=np.int64)
 
 
+def default_n_groups(n_clusters, nprobe):
+    """``round(sqrt(nprobe * k))``: about as many group means as candidates per point,
+    which balances the two stages."""
+    return int(min(n_clusters, max(1, round(np.sqrt(nprobe * n_clusters)))))
+
+
 def two_level_assign(X, centers, state, labels_out, sq_dist_out, nprobe=1, seed=0,
-                     n_groups=None, block_rows=1024):
+                     n_groups=None, block_rows=1024, groups=None, n_threads=None):
     """Assign every row of ``X`` among the centroids of its nearest groups (see module).
 
     Parameters
@@ -151,21 +157,50 @@ def two_level_assign(X, centers, state, labels_out, sq_dist_out, nprobe=1, seed=
         squared distance accumulated in float64.
     nprobe : groups scanned per bucket (the bucket's own and its nearest others).
     seed : seeds the grouping.
-    n_groups : number of groups, ``round(sqrt(nprobe * k))`` by default, which
-        balances the two stages.
+    n_groups : number of groups, :func:`default_n_groups` by default.
     block_rows : rows per GEMM; the block of products stays in cache for the selection.
+    groups : the result of :func:`coarse_groups`, to reuse one grouping for several
+        calls (``nprobe``, ``seed`` and ``n_groups`` are then not used).
+    n_threads : threads, each taking a contiguous share of the rows through both
+        stages with single-threaded BLAS (default: Numba's thread count). Every row's
+        result depends only on the row, so it does not depend on the thread count.
     """
-    n, d = X.shape
+    import numba
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .._threads import thread_limits
+
+    n = X.shape[0]
     k = centers.shape[0]
     width = state.shape[1]
-    if n_groups is None:
-        n_groups = int(round(np.sqrt(nprobe * k)))
-    means, candidates, starts = coarse_groups(centers, n_groups, nprobe, width, seed)
-    n_groups = means.shape[0]
+    if groups is None:
+        groups = coarse_groups(centers, n_groups or default_n_groups(k, nprobe), nprobe, width, seed)
+    n_threads = max(1, min(n_threads or numba.get_num_threads(), n // block_rows + 1))
+    bounds = np.linspace(0, n, n_threads + 1).astype(np.int64)
+    # Each share runs a GEMM, then a selection kernel, in turn: one BLAS thread per
+    # share keeps both cores busy without a BLAS pool spinning against the kernels.
+    with thread_limits(1):
+        if n_threads == 1:
+            _assign_rows(X, centers, state, labels_out, sq_dist_out, groups, 0, n, block_rows)
+            return
+        with ThreadPoolExecutor(n_threads) as pool:
+            jobs = [pool.submit(_assign_rows, X, centers, state, labels_out, sq_dist_out, groups,
+                                bounds[t], bounds[t + 1], block_rows) for t in range(n_threads)]
+            for job in jobs:
+                job.result()
 
+
+def _assign_rows(X, centers, state, labels_out, sq_dist_out, groups, start, stop, block_rows):
+    """:func:`two_level_assign` for the rows ``start:stop``."""
+    means, candidates, starts = groups
+    n_groups = means.shape[0]
+    n, d = stop - start, X.shape[1]
+    if n == 0:
+        return
     bucket = np.empty(n, dtype=np.int64)
-    nearest_centroids(X, means, bucket, np.empty(n, dtype=np.float64))
+    nearest_centroids(X[start:stop], means, bucket, np.empty(n, dtype=np.float64))
     order, bucket_starts = counting_order(bucket, n_groups)
+    order += start
 
     gathered = np.empty((block_rows, d), dtype=X.dtype)
     flat = np.empty(block_rows * int(np.max(np.diff(starts))), dtype=X.dtype)
@@ -176,7 +211,7 @@ def two_level_assign(X, centers, state, labels_out, sq_dist_out, nprobe=1, seed=
         members = candidates[starts[group]:starts[group + 1]]
         member_rows = centers[members]
         weights = np.ascontiguousarray(member_rows.T * X.dtype.type(-2))
-        member_sq_norms = np.einsum("ij,ij->i", member_rows, member_rows, dtype=np.float64).astype(np.float32)
+        member_sq_norms = np.einsum("ij,ij->i", member_rows, member_rows, dtype=np.float64).astype(X.dtype)
         for chunk in range(lo, hi, block_rows):
             rows = order[chunk:min(hi, chunk + block_rows)]
             m = rows.shape[0]

@@ -10,9 +10,9 @@ makes the sums independent of the thread count.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["cluster_sums", "move_points"]
+__all__ = ["cluster_sums", "move_points", "weighted_sq_norm_total"]
 
 
 @njit(cache=True)
@@ -67,3 +67,28 @@ def move_points(X, before, after, sums, counts):
     """
     _move(X, before, after, sums, counts)
     return sums, counts
+
+
+_NORM_BLOCK = 4096
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _block_sq_norms(X, weights, out):
+    n, d = X.shape
+    for b in prange(out.shape[0]):
+        acc = 0.0
+        for i in range(b * _NORM_BLOCK, min(n, (b + 1) * _NORM_BLOCK)):
+            row = 0.0
+            for j in range(d):
+                value = np.float64(X[i, j])
+                row += value * value
+            acc += weights[i] * row
+        out[b] = acc
+
+
+def weighted_sq_norm_total(X, weights):
+    """sum_i w_i |x_i|^2 in float64: fixed blocks of rows in parallel, then their sum in
+    block order, so the value does not depend on the thread count."""
+    partial = np.zeros((X.shape[0] + _NORM_BLOCK - 1) // _NORM_BLOCK, dtype=np.float64)
+    _block_sq_norms(X, np.asarray(weights, dtype=np.float64), partial)
+    return float(partial.sum())

@@ -5,15 +5,23 @@ For each point, a base seed: a greedy descent through the upper layers (for poin
 with no previous centroid, or for every point with ``descend_warm``), else the
 previous centroid. The bottom-layer beam search starts from that seed, the point's
 previous centroid, its runners-up from the previous iteration, and the results of
-the query processed just before it. Points go in bulks; within a bulk they are sorted by base seed, then by a
-random 1-D projection, so consecutive queries touch the same part of the graph (the
-results of one query are good seeds for the next, and the centroids they read are
-still in cache). Bulks run in parallel and are independent of each other, so labels
-do not depend on the thread count.
+the query processed just before it.
+
+Points go in bulks: consecutive runs of a row order that the caller groups by
+previous centroid (a counting sort), so a bulk holds a few whole neighbourhoods of
+the graph rather than a random sample. Within a bulk, points are sorted by base
+seed, then by a random 1-D projection, so consecutive queries touch the same part
+of the graph: the results of one query are good seeds for the next, and the
+centroids they read are still in cache. Bulks run in parallel and are independent of
+each other, so labels do not depend on the thread count.
 
 The search ranks with float32 distances; the winner is chosen by exact float64
 distances among the best results *and the previous centroid*, so a point's distance
 to its centroid never grows from one iteration to the next.
+
+Points without a previous centroid (the first iteration) are usually assigned by
+:mod:`ivfpq.kernels.coarse` instead, a two-level BLAS pass that is both faster and
+more accurate than an unseeded graph search.
 """
 
 from __future__ import annotations
