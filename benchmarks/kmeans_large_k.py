@@ -63,6 +63,9 @@ ABLATIONS = {
     "graph rebuilt every iteration": {"warm_start": False},
     "descent for every point (paper)": {"descend_warm": True},
     "first assignment by graph search": {"cold_start": "graph"},
+    "first assignment by two-level pass": {"cold_start": "two-level"},
+    "no stay check (beam for every point)": {"stay_check": False},
+    "no widening before stopping": {"max_ef_search": 1},
 }
 
 

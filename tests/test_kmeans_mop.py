@@ -97,7 +97,7 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
     weights = np.ones(2500)
     for switches in ({}, {"warm_start": False}, {"seed_previous": False}, {"sort_bulks": False},
                      {"additional_centroids": 0, "min_iterations": 0}, {"descend_warm": True},
-                     {"cold_start": "graph"}):
+                     {"cold_start": "graph"}, {"stay_check": False}, {"cold_start": "two-level"}):
         assigner = GraphAssigner(M=4, ef_construction=16, ef_search=2, bulk_size=128,
                                  rebuild_fraction=1.0, **switches)
         result = lloyd(X, weights, C0, assigner, 8)
@@ -221,3 +221,21 @@ def test_auto_cold_start_picks_two_level_for_coarse_clusters_and_graph_otherwise
         assert np.all(state[:, 0] == labels)
         exact = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
         np.testing.assert_allclose(sq, exact[np.arange(len(X)), labels], rtol=1e-9)
+
+
+def test_stay_check_is_audited_every_warm_iteration_and_keeps_the_guarantee():
+    X = _blobs(6000, 12, 30, seed=9)
+    C0 = X[np.random.default_rng(1).choice(6000, 300, replace=False)].copy()
+    runs = {}
+    for check in (True, False):
+        assigner = GraphAssigner(ef_search=4, bulk_size=256, stay_check=check, cold_start="graph")
+        result = lloyd(X, np.ones(6000), C0, assigner, 6)
+        inertias = np.array([i for _, i in result.history])
+        assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1])
+        runs[check] = (assigner, result)
+    audited = runs[True][0].stay_audit_
+    assert 1 <= len(audited) <= runs[True][1].n_iter  # warm iterations and the final pass
+    assert all(np.isfinite(audited))
+    assert not hasattr(runs[False][0], "stay_audit_")
+    # The check only ever skips searches: within the tolerance of full searches.
+    assert runs[True][1].inertia <= runs[False][1].inertia * (1 + 0.01)

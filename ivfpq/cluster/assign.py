@@ -29,6 +29,11 @@ __all__ = ["ExactAssigner", "GraphAssigner"]
 COLD_AGREEMENT = 0.95
 COLD_SAMPLE = 2000
 
+# ``stay_check``: used in an iteration only when, on a sample of this many rows, the
+# points it keeps in place cost at most this fraction more than full searches would.
+STAY_SAMPLE = 2048
+STAY_TOLERANCE = 2e-4
+
 
 class ExactAssigner:
     """Brute-force assignment: BLAS distance blocks with a fused argmin. Cost n*k*d."""
@@ -103,6 +108,14 @@ class GraphAssigner:
     warm_start, seed_previous, sort_bulks : the improvements over a black-box HNSW; they
         can be switched off one by one (ablation).
     repair_shift, rebuild_fraction : the warm-start policy above.
+    stay_check : a point whose previous centroid is at least as near as its graph
+        neighbours and the other seeds keeps it without a beam search (one expansion
+        instead of about ``ef_search``). Each iteration audits it on a sample of
+        ``STAY_SAMPLE`` rows against full searches from the same state and uses it
+        only if the points it keeps cost at most ``STAY_TOLERANCE`` more (kept in
+        ``stay_audit_``); never with a widened beam or one as wide as k. Measured at
+        n=1M, d=128, k=10,000 (Gaussian mixture): audits of 0.6-1.2e-4, searches 2x
+        faster; on GloVe: 3e-4 to 9e-3, so it is mostly off there.
     descend_warm : also run the upper-layer descent for points that have a previous
         centroid (the paper's recipe). Off by default: measured at n=100k, d=128,
         k=5,000, it costs 15-20% of an iteration and the previous centroid is a better
@@ -131,7 +144,7 @@ class GraphAssigner:
     def __init__(self, M=16, ef_construction=40, ef_search=8, additional_centroids=3,
                  min_iterations=2, bulk_size=2048, seed=0, *, ef_cold=None, warm_start=True,
                  seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05, rebuild_fraction=0.5,
-                 cold_start="auto", cold_nprobe=1, max_ef_search=None):
+                 cold_start="auto", cold_nprobe=1, max_ef_search=None, stay_check=True):
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -149,6 +162,7 @@ class GraphAssigner:
         self.cold_start = cold_start
         self.cold_nprobe = cold_nprobe
         self.max_ef_search = max_ef_search
+        self.stay_check = stay_check
         self._ef = ef_search
         self.graph = None
         self.centroids = None
@@ -299,20 +313,44 @@ class GraphAssigner:
         return method
 
     def assign(self, X, state, labels_out, sq_dist_out):
-        from ..kernels.mop import mop_assign
-
         centers = self.centroids if self.centroids.dtype == X.dtype else self.centroids.astype(X.dtype)
         centers = np.ascontiguousarray(centers)
-        if X.shape[0] and bool((state[:, 0] < 0).all()):
-            if self._cold_assign(X, centers, state, labels_out, sq_dist_out) == "two-level":
-                return labels_out, sq_dist_out
+        cold = X.shape[0] > 0 and bool((state[:, 0] < 0).all())
+        if cold and self._cold_assign(X, centers, state, labels_out, sq_dist_out) == "two-level":
+            return labels_out, sq_dist_out
         if self._graph_pending:
             self._refresh_graph()
+        # No shortcut for a widened beam (it is there to look further) or one as wide
+        # as the number of centroids (an exhaustive search was asked for).
+        stay = self.stay_check and self._ef == self.ef_search < centers.shape[0] and not cold
+        if stay:
+            stay = self._stay_check_pays(X, centers, state)
+        self.last_expansions = self._search(X, centers, state, labels_out, sq_dist_out, stay)
+        return labels_out, sq_dist_out
+
+    def _search(self, X, centers, state, labels_out, sq_dist_out, stay_check):
+        from ..kernels.mop import mop_assign
+
         graph = self.graph
         visited, epochs = graph.scratch()
-        self.last_expansions = int(mop_assign(
+        return int(mop_assign(
             X, centers, graph.data, graph.links0, graph.upper, graph.upper_offset,
             graph.entry_point, graph.max_level, state, labels_out, sq_dist_out,
             self._projection, self._bulk_order(state), self.bulk_size, self._ef, self._ef_cold(),
-            self.min_iterations,            self.seed_previous, self.sort_bulks, self.descend_warm, visited, epochs))
-        return labels_out, sq_dist_out
+            self.min_iterations, self.seed_previous, self.sort_bulks, self.descend_warm,
+            stay_check, visited, epochs))
+
+    def _stay_check_pays(self, X, centers, state):
+        """Audit the stay check on a fixed sample of rows: the relative cost it adds
+        over full searches from the same state. Kept in ``stay_audit_``."""
+        n = X.shape[0]
+        rows = np.sort(np.random.default_rng(self.seed + 1).choice(n, min(n, STAY_SAMPLE), replace=False))
+        sample = np.ascontiguousarray(X[rows])
+        costs = []
+        for check in (True, False):
+            sq = np.empty(rows.size)
+            self._search(sample, centers, state[rows].copy(), np.empty(rows.size, np.int64), sq, check)
+            costs.append(float(sq.sum()))
+        excess = (costs[0] - costs[1]) / max(costs[1], 1e-300)
+        self.stay_audit_ = getattr(self, "stay_audit_", []) + [excess]
+        return excess <= STAY_TOLERANCE

@@ -87,19 +87,21 @@ def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
         threshold = sq_dists[candidates[keep]].min()
         candidates = candidates[sq_dists[candidates] >= threshold]
     order = candidates[np.argsort(-sq_dists[candidates], kind="stable")]
-    moved = []
-    for cluster, row in zip(empty, order):
-        old = labels[row]
-        w = weights[row]
-        point = X[row].astype(np.float64)
-        sums[old] -= w * point
-        counts[old] -= w
-        sums[cluster] = w * point
-        counts[cluster] = w
-        labels[row] = cluster
-        sq_dists[row] = 0.0
-        moved.append(row)
-    return np.asarray(moved, dtype=np.int64)
+    moved = order[:empty.size]
+    empty = empty[:moved.size]
+    old = labels[moved]
+    w = weights[moved]
+    points = w[:, None] * X[moved].astype(np.float64)
+    # Rows are distinct and every receiving cluster was empty, so one vectorised step
+    # does what a loop over the pairs would, in the same order (``ufunc.at`` applies
+    # repeated indices in turn).
+    np.subtract.at(sums, old, points)
+    np.subtract.at(counts, old, w)
+    sums[empty] = points
+    counts[empty] = w
+    labels[moved] = empty
+    sq_dists[moved] = 0.0
+    return moved.astype(np.int64, copy=False)
 
 
 def _updated_centers(centers, sums, counts, spherical=False):

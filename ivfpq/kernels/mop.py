@@ -49,6 +49,31 @@ def exact_sq_distance(X, i, C, c):
     return acc
 
 
+@njit(cache=True)
+def _stays(data, links0, query, previous, seeds, n_seeds):
+    """True when ``previous`` is at least as near to ``query`` as every other seed and
+    every bottom-layer neighbour of it: a local minimum of the graph where the point
+    already is.
+
+    Late in a run most points are in that case, and this check (one expansion) costs
+    a fraction of a beam search (about eight). A point can still have a nearer
+    centroid beyond the neighbours; the loop's wider searches before it stops (see
+    ``GraphAssigner.widen``) run without this check and find those.
+    """
+    best = node_distance(data, previous, query)
+    for s in range(n_seeds):
+        node = seeds[s]
+        if node >= 0 and node != previous and node_distance(data, node, query) < best:
+            return False
+    for t in range(links0.shape[1]):
+        node = links0[previous, t]
+        if node < 0:
+            break
+        if node_distance(data, node, query) < best:
+            return False
+    return True
+
+
 @njit(cache=True, fastmath=True)
 def _project(X, i, direction):
     acc = 0.0
@@ -81,7 +106,7 @@ def nearest_link_distances(data, links0):
 @njit(parallel=True, cache=True)
 def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, state,
                labels_out, sq_dist_out, projection, order, bulk_size, ef, ef_cold, min_iterations,
-               seed_previous, sort_bulks, descend_warm, visited_all, epochs):
+               seed_previous, sort_bulks, descend_warm, stay_check, visited_all, epochs):
     """Assign every row of ``X`` to a centroid with seeded graph searches.
 
     Parameters
@@ -103,6 +128,9 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
     descend_warm : bool; False skips the upper-layer descent for points that have a
         previous centroid and uses that centroid as their base seed and sort key
         (only with ``seed_previous``: without it every point descends).
+    stay_check : bool; a point whose previous centroid is at least as near as all of
+        that centroid's bottom-layer neighbours and all its other seeds keeps it
+        without a beam search (see :func:`_stays`).
     visited_all, epochs : per-thread scratch (see :func:`thread_scratch`).
 
     Returns
@@ -170,7 +198,15 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
             for t in range(width):
                 seeds[n_seeds] = carried[t]
                 n_seeds += 1
-            beam = ef if state[i, 0] >= 0 else ef_cold
+            previous = state[i, 0]
+            if stay_check and previous >= 0 and _stays(data, links0, query, previous, seeds, n_seeds):
+                labels_out[i] = previous
+                sq_dist_out[i] = exact_sq_distance(X, i, centers, previous)
+                total += 1
+                for t in range(width):
+                    carried[t] = state[i, t]
+                continue
+            beam = ef if previous >= 0 else ef_cold
             n_res, expanded = search_layer(data, query, links0, upper, upper_offset, 0, seeds,
                                            n_seeds, beam, min_iterations, visited, epoch,
                                            cand_d, cand_i, res_d, res_i)
@@ -179,7 +215,6 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
 
             # The search's best against the previous centroid, by exact distance: a
             # point never moves to a farther centroid; ties keep the previous one.
-            previous = state[i, 0]
             winner = res_i[0]
             winner_d = exact_sq_distance(X, i, centers, winner)
             if previous >= 0 and previous != winner:
