@@ -15,7 +15,9 @@ the same iterations over row blocks that never need to be in memory together:
   of ``lloyd``.
 
 From the same initial centroids the result equals ``lloyd``'s up to the float
-rounding of the float64 sums (added per block, then across blocks).
+rounding of the float64 sums (added per block, then across blocks). The graph
+assigner (``algorithm="mop"``) orders each block's rows and audits its shortcuts on
+a sample of each block, so with several blocks its fit is as good but not identical.
 
 Where blocks live is an *executor*'s business. :class:`LocalBlocks` (here) reads
 them one at a time in this process, from an ``np.memmap`` or any array it can slice;

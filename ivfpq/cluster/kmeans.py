@@ -27,7 +27,7 @@ from .._validation import (
 )
 from .._threads import resolve_n_threads, thread_limits
 from ..kernels.distances import exact_sq_distances, sq_norms
-from ..kernels.lloyd import cluster_sums, move_points, weighted_sq_norm_total
+from ..kernels.lloyd import cluster_sums, move_points, updated_centers, weighted_sq_norm_total
 from .assign import ExactAssigner, GraphAssigner
 from .init import kmeans_plusplus, random_init
 
@@ -105,22 +105,11 @@ def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
 
 
 def _updated_centers(centers, sums, counts, spherical=False):
-    """Lloyd's update: each centroid with points moves to their weighted mean.
-
-    A centroid without points stays where it is. Returns the new centroids in
-    ``centers``' dtype and the summed squared shift (float64). Shared by
+    """Lloyd's update (see :func:`ivfpq.kernels.lloyd.updated_centers`): the new
+    centroids in ``centers``' dtype and the summed squared shift. Shared by
     :func:`lloyd` and the blocked / distributed loop (:mod:`ivfpq.cluster.blocked`).
     """
-    updated = centers.astype(np.float64, copy=True)
-    filled = counts > 0
-    updated[filled] = sums[filled] / counts[filled, None]
-    if spherical:
-        norms = np.sqrt(np.einsum("ij,ij->i", updated, updated))
-        keep = norms > 0
-        updated[keep] /= norms[keep, None]
-    updated = updated.astype(centers.dtype)
-    shift = float(np.sum((updated.astype(np.float64) - centers) ** 2))
-    return updated, shift
+    return updated_centers(np.ascontiguousarray(centers), sums, counts, spherical)
 
 
 def lloyd(

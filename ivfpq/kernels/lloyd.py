@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["cluster_sums", "move_points", "weighted_sq_norm_total"]
+__all__ = ["cluster_sums", "move_points", "updated_centers", "weighted_sq_norm_total"]
 
 
 @njit(cache=True)
@@ -92,3 +92,43 @@ def weighted_sq_norm_total(X, weights):
     partial = np.zeros((X.shape[0] + _NORM_BLOCK - 1) // _NORM_BLOCK, dtype=np.float64)
     _block_sq_norms(X, np.asarray(weights, dtype=np.float64), partial)
     return float(partial.sum())
+
+
+@njit(cache=True)
+def _update(centers, sums, counts, spherical, out):
+    k, d = centers.shape
+    shift = 0.0
+    mean = np.empty(d, dtype=np.float64)
+    for c in range(k):
+        if counts[c] > 0:
+            for j in range(d):
+                mean[j] = sums[c, j] / counts[c]
+        else:  # a centroid without points stays where it is
+            for j in range(d):
+                mean[j] = np.float64(centers[c, j])
+        if spherical:
+            norm = 0.0
+            for j in range(d):
+                norm += mean[j] * mean[j]
+            if norm > 0:
+                norm = np.sqrt(norm)
+                for j in range(d):
+                    mean[j] /= norm
+        for j in range(d):
+            out[c, j] = mean[j]
+            diff = np.float64(out[c, j]) - np.float64(centers[c, j])
+            shift += diff * diff
+    return shift
+
+
+def updated_centers(centers, sums, counts, spherical=False):
+    """Lloyd's update: each centroid with points moves to their weighted mean (unit
+    norm with ``spherical``); one without points stays where it is.
+
+    Returns the new centroids in ``centers``' dtype and the summed squared shift
+    (float64, from the rounded new centroids). One pass, no (k, d) temporaries: at
+    k=50,000, d=128 the NumPy expression it replaces spent 0.3 s on them.
+    """
+    out = np.empty_like(centers)
+    shift = _update(centers, sums, counts, bool(spherical), out)
+    return out, float(shift)
