@@ -31,7 +31,7 @@ COLD_SAMPLE = 2000
 
 # ``stay_check``: used in an iteration only when, on a sample of this many rows, the
 # points it keeps in place cost at most this fraction more than full searches would.
-STAY_SAMPLE = 2048
+STAY_SAMPLE = 4096
 STAY_TOLERANCE = 2e-4
 
 
