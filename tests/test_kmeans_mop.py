@@ -123,6 +123,8 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
     ("algorithm", "hnsw", ValueError),
     ("cold_start", "exact", ValueError),
     ("cold_nprobe", 0, ValueError),
+    ("max_ef_search", 0, ValueError),
+    ("max_ef_search", "wide", TypeError),
 ])
 def test_bad_parameters_name_themselves(param, value, error):
     X = _blobs(200, 4, 5, seed=0)

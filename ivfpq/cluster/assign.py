@@ -196,6 +196,14 @@ class GraphAssigner:
             return
         self._refresh_graph()
 
+    def ready(self):
+        """Build now what :meth:`prepare` deferred. For callers that hand one prepared
+        assigner to several processes (the Dask loop): a graph built lazily in one
+        copy would not reach the others, and which copy the next iteration starts
+        from would then depend on where tasks ran."""
+        if self._graph_pending:
+            self._refresh_graph()
+
     def _refresh_graph(self):
         import time
 

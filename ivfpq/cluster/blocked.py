@@ -221,6 +221,7 @@ def _prepare_model(previous, centers, copy_assigner):
         assigner = copy.deepcopy(assigner)
     centers = np.ascontiguousarray(centers)
     assigner.prepare(centers)
+    getattr(assigner, "ready", lambda: None)()  # every block must see the same graph
     return assigner, centers
 
 
@@ -347,7 +348,10 @@ def blocked_lloyd(
     labels_match_centers = False
     n_iter = 0
     stats = None
+    from .kmeans import WIDEN_BELOW
+
     widen_left = assigner.widen_steps() if hasattr(assigner, "widen_steps") else 0
+    previous_inertia = np.inf
 
     for iteration in range(max_iter):
         ex.keep(model)
@@ -384,6 +388,10 @@ def blocked_lloyd(
                 break
             widen_left -= 1
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+        elif widen_left and previous_inertia - stats["inertia"] < WIDEN_BELOW * stats["inertia"]:
+            widen_left -= 1  # as in ``lloyd``: a stalling approximate search looks further
+            model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+        previous_inertia = stats["inertia"]
 
     if labels_match_centers:
         inertia = stats["inertia"]
