@@ -260,27 +260,32 @@ def kmeans(X, k, iters=25, seed=0):
 
 
 # Measured with ``benchmarks/kmeans_large_k.py --crossover --n 50000`` (5 iterations
-# from the same init, d in {16, 50, 128}; shared 2-core machine): exact / mop time was
-# 0.1-1.7 at k=1,000, 1.6-2.2 at k=2,000 and 2.6-5.3 at k=4,000, about the same for
-# every d (both costs grow with d). Below ~20,000 points the graph build, which costs
-# about as much as tens of assignments per centroid, is not paid back.
+# from the same init, median of 3, quiet 2-core machine, 2026-11-23): exact / mop time
+# was 1.1 at k=2,000 and 3.3 at k=4,000 for d=128, but 0.6-0.8 at k=2,000 and 1.1-1.3
+# at k=4,000 for d=16 and d=50 (exact Lloyd is cheap per distance at small d, a graph
+# search is not). Below ~20,000 points the graph build, which costs about as much as
+# tens of assignments per centroid, is not paid back.
 MOP_MIN_CLUSTERS = 2000
+MOP_MIN_CLUSTERS_NARROW = 4000  # below MOP_WIDE_FEATURES features
+MOP_WIDE_FEATURES = 100
 MOP_MIN_SAMPLES = 20_000
 
 
 def choose_algorithm(n_samples, n_clusters, n_features):
     """"lloyd" or "mop": the faster one for this shape, by the measured crossover.
 
-    "mop" from ``MOP_MIN_CLUSTERS`` clusters and ``MOP_MIN_SAMPLES`` samples on;
-    ``n_features`` is accepted for the record: the crossover was measured not to move
-    with it.
+    "mop" from ``MOP_MIN_SAMPLES`` samples and ``MOP_MIN_CLUSTERS`` clusters on (from
+    ``MOP_MIN_CLUSTERS_NARROW`` below ``MOP_WIDE_FEATURES`` features).
 
     Examples
     --------
     >>> choose_algorithm(1_000_000, 10_000, 128), choose_algorithm(100_000, 256, 128)
     ('mop', 'lloyd')
+    >>> choose_algorithm(100_000, 3000, 128), choose_algorithm(100_000, 3000, 50)
+    ('mop', 'lloyd')
     """
-    if n_clusters >= MOP_MIN_CLUSTERS and n_samples >= MOP_MIN_SAMPLES:
+    min_clusters = MOP_MIN_CLUSTERS if n_features >= MOP_WIDE_FEATURES else MOP_MIN_CLUSTERS_NARROW
+    if n_clusters >= min_clusters and n_samples >= MOP_MIN_SAMPLES:
         return "mop"
     return "lloyd"
 
