@@ -166,8 +166,9 @@ def two_level_assign(X, centers, state, labels_out, sq_dist_out, nprobe=1, seed=
     groups : the result of :func:`coarse_groups`, to reuse one grouping for several
         calls (``nprobe``, ``seed`` and ``n_groups`` are then not used).
     n_threads : threads, each taking a contiguous share of the rows through both
-        stages with single-threaded BLAS (default: Numba's thread count). Every row's
-        result depends only on the row, so it does not depend on the thread count.
+        stages with single-threaded BLAS (default: Numba's thread count). A row's
+        candidates depend only on the row; which rows share its GEMM block does depend
+        on the thread count, so near-ties may round differently.
     """
     import numba
     from concurrent.futures import ThreadPoolExecutor
