@@ -382,7 +382,7 @@ def blocked_lloyd(
         history.append((time.perf_counter() - start, stats["inertia"]))
         changed_fraction.append(changed / n)
         if callback is not None:
-            callback(iteration + 1, stats["inertia"], changed / n)
+            callback(n_iter, stats["inertia"], changed / n)
         if stats["converged"]:
             if not widen_left:
                 break

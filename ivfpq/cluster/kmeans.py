@@ -192,7 +192,7 @@ def lloyd(
         history.append((time.perf_counter() - start, inertia))
         changed_fraction.append(changed / n)
         if callback is not None:
-            callback(iteration + 1, inertia, changed / n)
+            callback(n_iter, inertia, changed / n)
         if converged and not widen():
             break
         if not converged and previous_inertia - inertia < WIDEN_BELOW * inertia:
