@@ -143,8 +143,9 @@ class GraphAssigner:
 
     def __init__(self, M=16, ef_construction=40, ef_search=8, additional_centroids=3,
                  min_iterations=2, bulk_size=2048, seed=0, *, ef_cold=None, warm_start=True,
-                 seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05, rebuild_fraction=0.5,
-                 cold_start="auto", cold_nprobe=1, max_ef_search=None, stay_check=True):
+                 seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05,
+                 rebuild_fraction=0.5, cold_start="auto", cold_nprobe=1, max_ef_search=None,
+                 stay_check=True):
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -163,6 +164,7 @@ class GraphAssigner:
         self.cold_nprobe = cold_nprobe
         self.max_ef_search = max_ef_search
         self.stay_check = stay_check
+        self.stay_audit_ = []
         self._ef = ef_search
         self.graph = None
         self.centroids = None
@@ -245,6 +247,7 @@ class GraphAssigner:
 
     def new_state(self, n_samples):
         self._ef = self.ef_search
+        self.stay_audit_ = []
         return np.full((n_samples, 1 + self.additional_centroids), -1, dtype=np.int32)
 
     def _widest(self):
@@ -360,5 +363,5 @@ class GraphAssigner:
             self._search(sample, centers, state[rows].copy(), np.empty(rows.size, np.int64), sq, check)
             costs.append(float(sq.sum()))
         excess = (costs[0] - costs[1]) / max(costs[1], 1e-300)
-        self.stay_audit_ = getattr(self, "stay_audit_", []) + [excess]
+        self.stay_audit_.append(excess)
         return excess <= STAY_TOLERANCE
