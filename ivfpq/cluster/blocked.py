@@ -227,7 +227,8 @@ def _prepare_model(previous, centers, copy_assigner):
 
 def _summarize(reduced, model, weighted_sq_norms, moves, spherical, tol, stop_when_allclose):
     """The update step on the reduced partials: (new centers, small statistics)."""
-    from .kmeans import _updated_centers, cost_from_sums
+    from ..kernels.lloyd import updated_centers
+    from .kmeans import cost_from_sums
 
     centers = model[1]
     sums, counts, changed = reduced
@@ -239,7 +240,7 @@ def _summarize(reduced, model, weighted_sq_norms, moves, spherical, tol, stop_wh
             counts[old] -= weight
             sums[cluster] = weight * point
             counts[cluster] = weight
-    updated, shift = _updated_centers(centers, sums, counts, spherical)
+    updated, shift = updated_centers(np.ascontiguousarray(centers), sums, counts, spherical)
     converged = bool(np.allclose(updated, centers)) if stop_when_allclose else shift <= tol
     stats = {
         "inertia": float(inertia),

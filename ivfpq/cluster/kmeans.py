@@ -104,14 +104,6 @@ def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
     return moved.astype(np.int64, copy=False)
 
 
-def _updated_centers(centers, sums, counts, spherical=False):
-    """Lloyd's update (see :func:`ivfpq.kernels.lloyd.updated_centers`): the new
-    centroids in ``centers``' dtype and the summed squared shift. Shared by
-    :func:`lloyd` and the blocked / distributed loop (:mod:`ivfpq.cluster.blocked`).
-    """
-    return updated_centers(np.ascontiguousarray(centers), sums, counts, spherical)
-
-
 # Relative inertia decrease per iteration under which an approximate assigner is asked
 # to search wider. Measured on GloVe (200k x 50, k=10,000): the beam of 8 settles near
 # 1.004 of exact Lloyd's 10-iteration cost with gains falling below 1e-4 per
@@ -185,7 +177,7 @@ def lloyd(
         moved = _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
         if moved.size and hasattr(assigner, "relabel"):  # assigners that remember labels
             assigner.relabel(state, moved, labels[moved])
-        updated, shift = _updated_centers(centers, sums, counts, spherical)
+        updated, shift = updated_centers(centers, sums, counts, spherical)
         converged = np.allclose(updated, centers) if stop_when_allclose else shift <= tol
         centers = updated
 

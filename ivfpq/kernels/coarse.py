@@ -31,17 +31,9 @@ from numba import njit
 
 from .distances import nearest_centroids
 from .lloyd import cluster_sums
+from .mop import exact_sq_distance
 
 __all__ = ["coarse_groups", "counting_order", "default_n_groups", "two_level_assign"]
-
-
-@njit(cache=True, fastmath=True, nogil=True)
-def _exact_sq_distance(X, i, C, c):
-    acc = 0.0
-    for j in range(X.shape[1]):
-        diff = np.float64(X[i, j]) - np.float64(C[c, j])
-        acc += diff * diff
-    return acc
 
 
 @njit(cache=True, nogil=True)
@@ -77,7 +69,7 @@ def _keep_nearest(products, candidate_sq_norms, candidates, rows, X, centers, st
         for t in range(width):
             state[i, t] = best_i[t]
         labels_out[i] = best_i[0]
-        sq_dist_out[i] = _exact_sq_distance(X, i, centers, best_i[0])
+        sq_dist_out[i] = exact_sq_distance(X, i, centers, best_i[0])
 
 
 @njit(cache=True, nogil=True)

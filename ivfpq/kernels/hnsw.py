@@ -238,12 +238,9 @@ def search_layer(data, query, links0, upper, upper_offset, layer, seeds, n_seeds
             break
         n_cand = _min_pop(cand_d, cand_i, n_cand)
         expanded += 1
-        # Rows are read in place (no view per expansion): this loop is the hot path of
-        # every search.
-        links = links0 if layer == 0 else upper
-        row_index = node_c if layer == 0 else upper_offset[node_c] + layer - 1
-        for t in range(links.shape[1]):
-            other = links[row_index, t]
+        row = neighbour_row(links0, upper, upper_offset, node_c, layer)
+        for t in range(row.shape[0]):
+            other = row[t]
             if other < 0:
                 break
             if visited[other] == epoch:
