@@ -1,77 +1,158 @@
-"""Assigners: how the Lloyd loop finds each point's nearest centroid.
+"""Assigners: how the Lloyd loop finds each point's centroid.
 
-The loop in :mod:`ivfpq.cluster.kmeans` only knows this protocol::
+The loop in :mod:`ivfpq.cluster.lloyd` knows only the :class:`Assigner` protocol:
 
-    assigner.prepare(centroids)          # once per iteration
-    state = assigner.new_state(n)        # per-point memory, or None
-    assigner.assign(X, state, labels_out, sq_dist_out)
+.. code-block:: text
 
-``sq_dist_out`` receives the squared distance (float64) from each point to the
-centroid it was given, as accurately as the assigner computes it: it ranks points
-(empty-cluster repair) but the loop takes the inertia from exact cluster sums. ``state``
-belongs to the rows it was made for; an assigner may read and update it, and a
-block of rows carries the matching slice of it (threads, Dask workers).
+    assigner.reset()                                  # once per run
+    rows = assigner.audit_rows(n_rows)                # global rows it wants to watch
+    state = assigner.new_state(n_block_rows)          # per-point memory, or None
+    assigner.prepare(centroids, sample_x, sample_state)   # once per iteration
+    work = assigner.assign(X_block, state, labels_out, sq_dist_out)
+    assigner.relabel(state, rows, clusters)           # the loop moved these points
+    assigner.widen() -> bool; assigner.widen_steps() -> int
+
+``prepare`` runs once per iteration, in one place, and makes every decision that
+concerns more than one row (a graph over the centroids, audits on the sample of
+``audit_rows``, which the loop gathers by global row number). ``assign`` then treats
+each row by itself: its result depends only on the row, its own state and what
+``prepare`` made, so a block of rows can be assigned anywhere (a thread, a Dask
+worker) with the same result. ``sq_dist_out`` receives the exact float64 squared
+distance to the centroid given.
 """
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
 import numpy as np
 
+from .._threads import thread_limits
+from ..kernels.coarse import assign_rows, coarse_groups, counting_order, default_n_groups
 from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids
+from ..kernels.hnsw import build_graph, draw_levels, repair_nodes
+from ..kernels.mop import mop_assign, nearest_link_distances
 
-__all__ = ["ExactAssigner", "GraphAssigner"]
+__all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "two_level_assign"]
 
-# ``cold_start="auto"``: the two-level pass is used when it finds the exact nearest
-# centroid of at least this fraction of a sample of this many rows. Measured at
-# k=10,000 with cold_nprobe=1: 98% on a 1M x 128 Gaussian mixture (where it is 3x
-# faster than the graph search and more accurate), 77% on Fashion-MNIST and 48% on
-# GloVe (where the graph search agrees with exact for 99% and 84%).
+#: Rows of the audit sample of :class:`GraphAssigner` (chosen by global row number).
+AUDIT_SAMPLE = 4096
+#: ``cold_start="auto"``: the two-level pass is used when it finds the exact nearest
+#: centroid of at least this fraction of the audit sample.
 COLD_AGREEMENT = 0.95
-COLD_SAMPLE = 2000
-
-# ``stay_check``: used in an iteration only when, on a sample of this many rows, the
-# points it keeps in place cost at most this fraction more than full searches would.
-STAY_SAMPLE = 4096
+#: ``stay_check``: used in an iteration only when, on the audit sample, the points it
+#: keeps in place cost at most this fraction more than full searches would.
 STAY_TOLERANCE = 2e-4
 
 
-class ExactAssigner:
-    """Brute-force assignment: BLAS distance blocks with a fused argmin. Cost n*k*d."""
+class Assigner:
+    """The protocol between the Lloyd loop and an assignment method; no-op defaults.
 
-    name = "lloyd"
+    Subclasses implement :meth:`prepare` and :meth:`assign`; the other hooks matter
+    only to assigners that remember something per point or can search wider.
+    """
+
+    def reset(self):
+        """Forget everything from a previous run (beam width, audits, graph)."""
+
+    def audit_rows(self, n_rows):
+        """Sorted global row numbers whose rows and states ``prepare`` wants, or None."""
+        return None
+
+    def new_state(self, n_rows):
+        """Per-point memory for a block of ``n_rows`` rows (None: nothing to remember)."""
+        return None
+
+    def prepare(self, centroids, sample_x=None, sample_state=None):
+        """Get ready to assign to ``centroids``; once per iteration."""
+        raise NotImplementedError
+
+    def assign(self, X, state, labels_out, sq_dist_out):
+        """Fill ``labels_out`` and ``sq_dist_out`` for the rows of ``X``; returns the work
+        done (graph expansions, 0 when not counted)."""
+        raise NotImplementedError
+
+    def relabel(self, state, rows, clusters):
+        """The loop moved ``rows`` of this block to ``clusters`` (empty-cluster repair)."""
+
+    def widen(self):
+        """Search wider from the next ``assign`` on; False when it cannot."""
+        return False
+
+    def widen_steps(self):
+        """How many calls of :meth:`widen` succeed from a reset."""
+        return 0
+
+
+class ExactAssigner(Assigner):
+    """Brute-force assignment: BLAS distance blocks, then an exact float64 decision
+    where the BLAS rounding could matter (:func:`ivfpq.kernels.distances.nearest_centroids`).
+    Cost ``n * k * d``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> assigner = ExactAssigner()
+    >>> assigner.prepare(np.array([[0.0, 0.0], [4.0, 0.0]], dtype=np.float32))
+    >>> labels, sq = np.empty(2, np.int64), np.empty(2)
+    >>> _ = assigner.assign(np.array([[1, 0], [3, 1]], dtype=np.float32), None, labels, sq)
+    >>> labels.tolist(), sq.tolist()
+    ([0, 1], [1.0, 2.0])
+    """
 
     def __init__(self, block_rows=None):
         self.block_rows = block_rows
         self.centroids = None
         self._augmented = None
 
-    def prepare(self, centroids):
-        self.centroids = centroids
-        self._augmented = augmented_centroids(centroids)
-
-    def new_state(self, n_samples):
-        return None
+    def prepare(self, centroids, sample_x=None, sample_state=None):
+        self.centroids = np.ascontiguousarray(centroids)
+        self._augmented = augmented_centroids(self.centroids)
 
     def assign(self, X, state, labels_out, sq_dist_out):
-        block_rows = self.block_rows or default_block_rows(self.centroids.shape[0], X.dtype.itemsize)
-        nearest_centroids(X, self.centroids, labels_out, sq_dist_out, block_rows, self._augmented)
-        return labels_out, sq_dist_out
+        centroids = self.centroids
+        augmented = self._augmented
+        if centroids.dtype != X.dtype:
+            centroids = np.ascontiguousarray(centroids, dtype=X.dtype)
+            augmented = augmented_centroids(centroids)
+        block_rows = self.block_rows or default_block_rows(centroids.shape[0], X.dtype.itemsize)
+        nearest_centroids(X, centroids, labels_out, sq_dist_out, block_rows, augmented)
+        return 0
 
 
-class GraphAssigner:
+def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_rows=1024, n_threads=None):
+    """:func:`ivfpq.kernels.coarse.assign_rows` over all rows of ``X``, on ``n_threads``
+    threads that each take a contiguous share of the rows with single-threaded BLAS
+    (a BLAS pool would spin against the selection kernels between the GEMMs).
+
+    A row's result depends only on the row, so the thread count changes nothing but
+    the speed.
+    """
+    n = X.shape[0]
+    n_threads = max(1, min(n_threads or numba.get_num_threads(), n // block_rows + 1))
+    bounds = np.linspace(0, n, n_threads + 1).astype(np.int64)
+    with thread_limits(1):
+        if n_threads == 1:
+            assign_rows(X, centers, state, labels_out, sq_dist_out, groups, 0, n, block_rows)
+            return
+        with ThreadPoolExecutor(n_threads) as pool:
+            jobs = [pool.submit(assign_rows, X, centers, state, labels_out, sq_dist_out, groups,
+                                bounds[t], bounds[t + 1], block_rows) for t in range(n_threads)]
+            for job in jobs:
+                job.result()
+
+
+class GraphAssigner(Assigner):
     """MOPBucket assignment: seeded searches of an HNSW graph over the centroids.
 
     Cost per iteration is roughly ``n * ef * 2M * d`` instead of ``n * k * d``. The
-    assigner owns the graph across iterations: :meth:`prepare` warm-starts it from the
-    previous iteration's graph (same levels, same edges), recomputing only the rows of
-    centroids that drifted, since their row was last chosen, by more than
-    ``repair_shift`` times the distance to their nearest neighbour. It rebuilds from
+    assigner owns the graph across iterations: :meth:`prepare` warm-starts it from
+    the previous iteration's graph (same levels, same edges), recomputing only the
+    rows of centroids that drifted, since their row was last chosen, by more than
+    ``repair_shift`` times the distance to their nearest neighbour; it rebuilds from
     scratch when more than ``rebuild_fraction`` of the centroids drifted that far.
-    Measured at n=1M, k=10,000, d=128: a repair of every node (a local search seeded
-    with its old row) costs 0.12 s against 0.16 s for a rebuild, but the searches in the
-    repaired graph took 1.1 s per iteration against 0.85 s in a rebuilt one; by
-    default (0.5) the graph is rebuilt while most centroids still move (the early
-    iterations) and repaired once few do.
 
     The per-point state is an ``(n, 1 + additional_centroids)`` int32 array of the
     previous nearest centroids (-1 = none). The previous centroid is always compared,
@@ -86,51 +167,41 @@ class GraphAssigner:
     min_iterations : node expansions each search makes at least.
     bulk_size : points per bulk (the unit of parallel work and of the sorted order);
         bulks are runs of rows grouped by previous centroid.
+    seed : seeds the graph levels, the audit sample and the within-bulk order.
     cold_start : how points with no previous centroid (the first iteration) are
         assigned. "graph": the paper's unseeded search (upper-layer descent, then a
-        beam of ``ef_cold``). "two-level": :func:`ivfpq.kernels.coarse.two_level_assign`,
-        BLAS blocks against the centroids of each point's nearest group of centroids,
-        which also fills the runners-up that seed the second iteration. "auto"
-        (default): "two-level" when it finds the exact nearest centroid for at least
-        ``COLD_AGREEMENT`` of a sample of rows, else "graph"; the choice is kept in
-        ``cold_start_`` and the sample's agreement in ``cold_agreement_``. Measured at
-        k=10,000: on a 1M x 128 Gaussian mixture "graph" took 4.3 s and sent 1.6% of
-        the points to another mixture component (cost 17% above exact), "two-level"
-        0.9 s at 7% above exact; on GloVe and Fashion-MNIST the groups cut across the
-        neighbourhoods (48% and 77% agreement) and "graph" is the better start.
+        beam of ``ef_cold``). "two-level": :func:`two_level_assign`, BLAS blocks
+        against the centroids of each point's nearest group of centroids, which also
+        fills the runners-up that seed the second iteration. "auto": "two-level" when
+        it finds the exact nearest centroid for at least ``COLD_AGREEMENT`` of the
+        audit sample, else "graph"; the choice is kept in ``cold_start_`` and the
+        agreement in ``cold_agreement_``.
     cold_nprobe : groups of centroids scanned per point by the "two-level" start.
     max_ef_search : the widest beam :meth:`widen` goes to (default ``4 * ef_search``).
-        Measured on GloVe (200k x 50, k=10,000): with a beam of 8 the run settled at
-        1.004 of exact Lloyd's 10-iteration cost; widened where it would have stopped
-        or gained less than 1e-4 per iteration, it reached 0.9989 within 25 s.
     ef_cold : beam width of the "graph" cold start, by default ``2 * ef_search``.
-    seed : seeds the graph levels and the projection of the within-bulk order.
     warm_start, seed_previous, sort_bulks : the improvements over a black-box HNSW; they
         can be switched off one by one (ablation).
     repair_shift, rebuild_fraction : the warm-start policy above.
     stay_check : a point whose previous centroid is at least as near as its graph
-        neighbours and the other seeds keeps it without a beam search (one expansion
-        instead of about ``ef_search``). Each iteration audits it on a sample of
-        ``STAY_SAMPLE`` rows against full searches from the same state and uses it
-        only if the points it keeps cost at most ``STAY_TOLERANCE`` more (kept in
-        ``stay_audit_``); never with a widened beam or one as wide as k. Measured at
-        n=1M, d=128, k=10,000 (Gaussian mixture): audits of 0.6-1.2e-4, searches 2x
-        faster; on GloVe: 3e-4 to 9e-3, so it is mostly off there.
+        neighbours and the other seeds keeps it without a beam search. Each iteration
+        audits it on the audit sample against full searches from the same state and
+        uses it only if the points it keeps cost at most ``STAY_TOLERANCE`` more (kept
+        in ``stay_audit_``); never with a widened beam or one as wide as k.
     descend_warm : also run the upper-layer descent for points that have a previous
-        centroid (the paper's recipe). Off by default: measured at n=100k, d=128,
-        k=5,000, it costs 15-20% of an iteration and the previous centroid is a better
-        base seed and sort key; points without one always descend.
+        centroid (the paper's recipe); points without one always descend.
 
-    Memory beyond the data: the state (``n * (1 + additional_centroids)`` int32), the
-    graph (``k * 2M`` int32 plus the upper layers and a float32 copy of the
-    centroids) and per-thread scratch of ``O(k)``.
+    The measurements behind the defaults are in ``benchmarks/README.md`` (MOPBucket
+    ablation). Memory beyond the data: the state (``n * (1 + additional_centroids)``
+    int32), the graph (``k * 2M`` int32 plus the upper layers and a float32 copy of
+    the centroids) and per-thread scratch of ``O(k)``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from ivfpq.cluster.assign import GraphAssigner
     >>> X = np.random.default_rng(0).standard_normal((2000, 8)).astype(np.float32)
-    >>> assigner = GraphAssigner(ef_search=4, additional_centroids=2)
+    >>> assigner = GraphAssigner(ef_search=4, additional_centroids=2, cold_start="graph")
+    >>> assigner.reset()
     >>> assigner.prepare(X[:50])
     >>> state = assigner.new_state(2000)
     >>> labels, sq_dists = np.empty(2000, np.int64), np.empty(2000)
@@ -138,8 +209,6 @@ class GraphAssigner:
     >>> state.shape, bool((state[:, 0] == labels).all())
     ((2000, 3), True)
     """
-
-    name = "mop"
 
     def __init__(self, M=16, ef_construction=40, ef_search=8, additional_centroids=3,
                  min_iterations=2, bulk_size=2048, seed=0, *, ef_cold=None, warm_start=True,
@@ -164,56 +233,95 @@ class GraphAssigner:
         self.cold_nprobe = cold_nprobe
         self.max_ef_search = max_ef_search
         self.stay_check = stay_check
+        self.reset()
+
+    # -- the protocol --------------------------------------------------------------------
+
+    def reset(self):
+        self._ef = self.ef_search
         self.stay_audit_ = []
-        self._ef = ef_search
+        self.stats = []  # per graph refresh: dict(graph, nodes, seconds)
         self.graph = None
         self.centroids = None
-        self.stats = []  # per prepare(): dict(build, repaired, seconds)
         self._levels = None
         self._projection = None
         self._radius = None
         self._anchor = None
-        self._graph_pending = False
+        self._groups = None
+        self._stay = False
+        self._cold = True
+        self.cold_start_ = None
 
-    def _build(self, data):
-        from ..kernels.hnsw import build_graph
+    def audit_rows(self, n_rows):
+        rng = np.random.default_rng(self.seed)
+        return np.sort(rng.choice(n_rows, min(n_rows, AUDIT_SAMPLE), replace=False)).astype(np.int64)
 
-        return build_graph(data, self.M, self.ef_construction, levels=self._levels)
+    def new_state(self, n_rows):
+        return np.full((n_rows, 1 + self.additional_centroids), -1, dtype=np.int32)
 
-    def prepare(self, centroids):
+    def prepare(self, centroids, sample_x=None, sample_state=None):
         self.centroids = np.ascontiguousarray(centroids)
         k, d = self.centroids.shape
         if self._levels is None or self._levels.shape[0] != k:
-            from ..kernels.hnsw import draw_levels
-
             rng = np.random.default_rng(self.seed)
             self._levels = draw_levels(k, self.M, rng)
             direction = rng.standard_normal(d)
             self._projection = direction / max(np.linalg.norm(direction), 1e-300)
             self.graph = None
-        if self.cold_start != "graph" and self.graph is None:
-            # The first assignment may not search the graph at all (two-level start):
-            # it is built by the first search that needs it.
-            self._graph_pending = True
-            return
+        self._cold = sample_state is None or bool((sample_state[:, 0] < 0).all())
+        self._groups = None
+        if self._cold:
+            self.cold_start_ = self._choose_cold_start(sample_x)
+            if self.cold_start_ == "two-level":
+                return  # the first assignment does not search the graph
         self._refresh_graph()
+        self._stay = (self.stay_check and not self._cold and self._ef == self.ef_search < k
+                      and sample_x is not None and sample_x.shape[0] > 0
+                      and self._stay_check_pays(sample_x, sample_state))
 
-    def ready(self):
-        """Build now what :meth:`prepare` deferred. For callers that hand one prepared
-        assigner to several processes (the Dask loop): a graph built lazily in one
-        copy would not reach the others, and which copy the next iteration starts
-        from would then depend on where tasks ran."""
-        if self._graph_pending:
-            self._refresh_graph()
+    def assign(self, X, state, labels_out, sq_dist_out):
+        centers = np.ascontiguousarray(self.centroids, dtype=X.dtype)
+        if self._cold and self.cold_start_ == "two-level":
+            two_level_assign(X, centers, state, labels_out, sq_dist_out, self._groups)
+            return 0
+        return self._search(X, centers, state, labels_out, sq_dist_out, self._stay and not self._cold)
+
+    def relabel(self, state, rows, clusters):
+        state[rows] = -1
+        state[rows, 0] = clusters
+
+    def widen(self):
+        """Double the beam of the following searches, up to ``max_ef_search``.
+
+        The Lloyd loop calls this when an iteration would end the run (no label
+        changed, or the centroids stopped moving) or gains little: a beam of
+        ``ef_search`` can settle where no point finds a nearer centroid *within its
+        reach*, above the cost that exact Lloyd goes on to.
+        """
+        if self._ef >= self._widest():
+            return False
+        self._ef = min(2 * self._ef, self._widest())
+        return True
+
+    def widen_steps(self):
+        steps, ef = 0, self.ef_search
+        while ef < self._widest():
+            ef, steps = min(2 * ef, self._widest()), steps + 1
+        return steps
+
+    # -- the parts -------------------------------------------------------------------------
+
+    def _widest(self):
+        return max(self.ef_search, self.max_ef_search or 4 * self.ef_search)
+
+    def _ef_cold(self):
+        return 2 * self.ef_search if self.ef_cold is None else self.ef_cold
+
+    def _build(self, data):
+        return build_graph(data, self.M, self.ef_construction, levels=self._levels)
 
     def _refresh_graph(self):
-        import time
-
-        from ..kernels.hnsw import repair_nodes
-        from ..kernels.mop import nearest_link_distances
-
         start = time.perf_counter()
-        self._graph_pending = False
         data = np.ascontiguousarray(self.centroids, dtype=np.float32)
         k = data.shape[0]
         kind, repaired = "rebuild", k
@@ -240,43 +348,29 @@ class GraphAssigner:
             self._radius[moved] = radius[moved]
         self.stats.append({"graph": kind, "nodes": repaired, "seconds": time.perf_counter() - start})
 
-    def _ef_cold(self):
-        if self.ef_cold is not None:
-            return self.ef_cold
-        return 2 * self.ef_search
-
-    def new_state(self, n_samples):
-        self._ef = self.ef_search
-        self.stay_audit_ = []
-        return np.full((n_samples, 1 + self.additional_centroids), -1, dtype=np.int32)
-
-    def _widest(self):
-        return max(self.ef_search, self.max_ef_search or 4 * self.ef_search)
-
-    def widen(self):
-        """Double the beam of the following searches, up to ``max_ef_search``.
-
-        The Lloyd loop calls this when an iteration would end the run (no label
-        changed, or the centroids stopped moving): a beam of ``ef_search`` can settle
-        where no point finds a nearer centroid *within its reach*, above the cost that
-        exact Lloyd goes on to. Returns False when the beam is already the widest.
-        """
-        if self._ef >= self._widest():
-            return False
-        self._ef = min(2 * self._ef, self._widest())
-        return True
-
-    def widen_steps(self):
-        """How many calls of :meth:`widen` succeed from ``ef_search``."""
-        steps, ef = 0, self.ef_search
-        while ef < self._widest():
-            ef, steps = min(2 * ef, self._widest()), steps + 1
-        return steps
-
-    def relabel(self, state, rows, clusters):
-        """The loop moved ``rows`` to ``clusters`` (empty-cluster repair): remember it."""
-        state[rows] = -1
-        state[rows, 0] = clusters
+    def _choose_cold_start(self, sample_x):
+        """"two-level" or "graph" for the first assignment (see ``cold_start``)."""
+        method = self.cold_start
+        if method == "graph":
+            return method
+        centers = self.centroids
+        k, width = centers.shape[0], 1 + self.additional_centroids
+        self._groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe,
+                                     width, self.seed)
+        if method == "auto":
+            if sample_x is None or sample_x.shape[0] == 0:
+                return "two-level"
+            sample = np.ascontiguousarray(sample_x, dtype=centers.dtype)
+            m = sample.shape[0]
+            exact_labels, exact_sq = np.empty(m, np.int64), np.empty(m)
+            nearest_centroids(sample, centers, exact_labels, exact_sq)
+            labels, sq = np.empty(m, np.int64), np.empty(m)
+            assign_rows(sample, centers, np.empty((m, width), np.int32), labels, sq, self._groups, 0, m)
+            self.cold_agreement_ = float(np.mean(labels == exact_labels))
+            method = "two-level" if self.cold_agreement_ >= COLD_AGREEMENT else "graph"
+        if method == "graph":
+            self._groups = None
+        return method
 
     def _bulk_order(self, state):
         """Rows grouped by previous centroid, so that a bulk's queries share their
@@ -287,61 +381,9 @@ class GraphAssigner:
             return np.arange(n, dtype=np.int64)
         if previous.min() < 0:
             return np.argsort(previous, kind="stable").astype(np.int64, copy=False)
-        from ..kernels.coarse import counting_order
-
         return counting_order(previous, self.centroids.shape[0])[0]
 
-    def _cold_assign(self, X, centers, state, labels_out, sq_dist_out):
-        """The first assignment, when no row has a previous centroid: by the two-level
-        pass (and then it is done: returns "two-level") or left to the graph search
-        (returns "graph"). "auto" checks the two-level pass on a sample first."""
-        from ..kernels.coarse import coarse_groups, default_n_groups, two_level_assign
-        from ..kernels.distances import exact_sq_distances, nearest_centroids
-
-        method = self.cold_start
-        if method != "graph":
-            k, width = centers.shape[0], state.shape[1]
-            groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe,
-                                   width, self.seed)
-            if method == "auto":
-                rng = np.random.default_rng(self.seed)
-                n = X.shape[0]
-                rows = np.sort(rng.choice(n, min(n, COLD_SAMPLE), replace=False))
-                sample = np.ascontiguousarray(X[rows])
-                m = sample.shape[0]
-                exact_labels, exact_sq = np.empty(m, np.int64), np.empty(m)
-                nearest_centroids(sample, centers, exact_labels, exact_sq)
-                exact_sq_distances(sample, centers, exact_labels, exact_sq)
-                labels, sq = np.empty(m, np.int64), np.empty(m)
-                two_level_assign(sample, centers, np.empty((m, width), np.int32), labels, sq,
-                                 groups=groups)
-                self.cold_agreement_ = float(np.mean(sq <= exact_sq * (1 + 1e-9)))
-                method = "two-level" if self.cold_agreement_ >= COLD_AGREEMENT else "graph"
-            if method == "two-level":
-                two_level_assign(X, centers, state, labels_out, sq_dist_out, groups=groups)
-                self.last_expansions = 0
-        self.cold_start_ = method
-        return method
-
-    def assign(self, X, state, labels_out, sq_dist_out):
-        centers = self.centroids if self.centroids.dtype == X.dtype else self.centroids.astype(X.dtype)
-        centers = np.ascontiguousarray(centers)
-        cold = X.shape[0] > 0 and bool((state[:, 0] < 0).all())
-        if cold and self._cold_assign(X, centers, state, labels_out, sq_dist_out) == "two-level":
-            return labels_out, sq_dist_out
-        if self._graph_pending:
-            self._refresh_graph()
-        # No shortcut for a widened beam (it is there to look further) or one as wide
-        # as the number of centroids (an exhaustive search was asked for).
-        stay = self.stay_check and self._ef == self.ef_search < centers.shape[0] and not cold
-        if stay:
-            stay = self._stay_check_pays(X, centers, state)
-        self.last_expansions = self._search(X, centers, state, labels_out, sq_dist_out, stay)
-        return labels_out, sq_dist_out
-
     def _search(self, X, centers, state, labels_out, sq_dist_out, stay_check):
-        from ..kernels.mop import mop_assign
-
         graph = self.graph
         visited, epochs = graph.scratch()
         return int(mop_assign(
@@ -351,17 +393,16 @@ class GraphAssigner:
             self.min_iterations, self.seed_previous, self.sort_bulks, self.descend_warm,
             stay_check, visited, epochs))
 
-    def _stay_check_pays(self, X, centers, state):
-        """Audit the stay check on a fixed sample of rows: the relative cost it adds
-        over full searches from the same state. Kept in ``stay_audit_``."""
-        n = X.shape[0]
-        rows = np.sort(np.random.default_rng(self.seed + 1).choice(n, min(n, STAY_SAMPLE), replace=False))
-        sample = np.ascontiguousarray(X[rows])
+    def _stay_check_pays(self, sample_x, sample_state):
+        """The relative cost the stay check adds over full searches from the same state,
+        on the audit sample; kept in ``stay_audit_``."""
+        sample = np.ascontiguousarray(sample_x, dtype=self.centroids.dtype)
+        m = sample.shape[0]
         costs = []
         for check in (True, False):
-            sq = np.empty(rows.size)
-            self._search(sample, centers, state[rows].copy(), np.empty(rows.size, np.int64), sq, check)
-            costs.append(float(sq.sum()))
+            sq = np.empty(m)
+            self._search(sample, self.centroids, sample_state.copy(), np.empty(m, np.int64), sq, check)
+            costs.append(float(np.sum(sq)))
         excess = (costs[0] - costs[1]) / max(costs[1], 1e-300)
         self.stay_audit_.append(excess)
         return excess <= STAY_TOLERANCE

@@ -1,68 +1,256 @@
-"""Initial centroids: "random", greedy "k-means++", or centroids the user gives."""
+"""Initial centroids over any executor: "random", greedy "k-means++" and "k-means||".
+
+Each is written once against the executor protocol (:mod:`ivfpq.cluster.executor`)
+and gives the same centroids, bit for bit, however the rows are blocked: random
+numbers belong to global row numbers (a counter-based generator), distances that
+decide anything are exact (a BLAS screen with an exact float64 recheck), and every
+total is a fixed-point integer sum (:mod:`ivfpq.kernels.lloyd`).
+"""
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from ..kernels.distances import sq_norms
+from ..kernels.distances import augmented_centroids, exact_sq_distance, nearest_centroids, score_error_bound
+from ..kernels.lloyd import fixed_point_scale, fixed_total
+from .executor import LocalBlocks, add_partials, gather_rows
 
-__all__ = ["random_init", "kmeans_plusplus"]
-
-
-def random_init(X, n_clusters, rng, sample_weight=None):
-    """``n_clusters`` distinct rows of ``X``, drawn with probability proportional to weight."""
-    p = None
-    if sample_weight is not None and not np.all(sample_weight == sample_weight[0]):
-        p = sample_weight / sample_weight.sum()
-    rows = rng.choice(X.shape[0], size=n_clusters, replace=False, p=p)
-    return X[rows].copy()
+__all__ = ["random_centers", "kmeans_plusplus", "kmeans_parallel", "random_rows", "row_uniforms"]
 
 
-def _sq_dist_to(X, X_sq, points):
-    """Squared distances (n, m) from every row of X to each of ``points``, clipped at 0."""
-    d = X_sq[:, None] - 2.0 * (X @ points.T).astype(np.float64) + sq_norms(points).astype(np.float64)[None, :]
-    np.maximum(d, 0.0, out=d)
-    return d
+def row_uniforms(seed, draw, start, n):
+    """Uniform numbers in (0, 1) for rows ``start:start + n`` of draw ``draw``.
+
+    SplitMix64 of the global row index, keyed by seed and draw: a row gets the same
+    number however the data is split into blocks.
+    """
+    key = np.random.SeedSequence(seed, spawn_key=(int(draw),)).generate_state(1, np.uint64)[0]
+    z = np.arange(start, start + n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
 
 
-def kmeans_plusplus(X, n_clusters, rng, sample_weight=None, n_local_trials=None, block_rows=65536):
+def _sample_keys(block, m, seed, draw):
+    """Weighted sampling without replacement (Efraimidis-Spirakis): the block's top-``m``
+    keys ``log(u_i) / w_i``; the ``m`` largest over all rows are the sample."""
+    u = row_uniforms(seed, draw, block.offset, block.weights.shape[0])
+    with np.errstate(divide="ignore"):
+        keys = np.where(block.weights > 0, np.log(u) / block.weights, -np.inf)
+    top = np.argsort(-keys, kind="stable")[:m]
+    top = top[np.isfinite(keys[top])]
+    return keys[top], block.offset + top
+
+
+def random_rows(ex, blocks, m, seed, draw=0):
+    """Global indices of ``m`` distinct rows drawn with probability proportional to weight."""
+    found = ex.gather(ex.map(_sample_keys, blocks, shared=(m, seed, draw), data=False))
+    keys = np.concatenate([f[0] for f in found])
+    rows = np.concatenate([f[1] for f in found])
+    return rows[np.lexsort((rows, -keys))[:m]]
+
+
+def random_centers(ex, blocks, n_clusters, rng):
+    """"random": ``n_clusters`` distinct rows drawn by weight, in one pass."""
+    return gather_rows(ex, blocks, random_rows(ex, blocks, n_clusters, int(rng.integers(2**63))))
+
+
+def _cost_scale(ex, stats):
+    """Scale of weighted totals of squared distances between rows of the data."""
+    n, max_abs, max_weight = stats
+    return fixed_point_scale(float(n) * float(max_weight) * 4.0 * float(np.sum(np.square(max_abs))))
+
+
+# ----------------------------------------------------------------------------- k-means++
+
+
+@njit(cache=True)
+def _closest_with(scores, x_sq, bound, X, candidates, closest, out):
+    """``out[i, t] = min(closest[i], |X[i] - candidates[t]|^2)``, exact: the GEMM score
+    settles the rows where the candidate is clearly farther than ``closest``."""
+    n, m = scores.shape
+    for i in range(n):
+        for t in range(m):
+            if x_sq[i] + scores[i, t] - bound[i] > closest[i]:
+                out[i, t] = closest[i]
+            else:
+                out[i, t] = min(closest[i], exact_sq_distance(X, i, candidates, t))
+
+
+def _trial_distances(x, block, closest, candidates, scale):
+    """Per row, the squared distance to the nearest centroid so far if each candidate
+    joined; and each candidate's weighted potential (fixed point)."""
+    n, m = x.shape[0], candidates.shape[0]
+    out = np.empty((n, m), dtype=np.float64)
+    if n:
+        scores = x @ augmented_centroids(candidates)[:-1] + (
+            np.einsum("ij,ij->i", candidates, candidates, dtype=np.float64).astype(x.dtype))
+        x_sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        c_max = float(np.sqrt(np.max(np.einsum("ij,ij->i", candidates, candidates, dtype=np.float64))))
+        bound = score_error_bound(np.sqrt(x_sq), c_max, x.shape[1], x.dtype)
+        _closest_with(scores, x_sq, bound, x, np.ascontiguousarray(candidates), closest, out)
+    potentials = np.array([fixed_total(out[:, t], block.weights, scale) for t in range(m)], dtype=np.int64)
+    return out, (potentials,)
+
+
+def _column(values, column):
+    return np.ascontiguousarray(values[:, column])
+
+
+def _block_totals(block, values, scale):
+    return int(fixed_total(values, block.weights, scale))
+
+
+def _pick_in_block(block, values, scale, targets):
+    """Local rows where the fixed-point cumulative sum of ``w * values`` passes each target."""
+    cumulative = np.cumsum(np.rint(block.weights * values * scale).astype(np.int64))
+    return np.minimum(np.searchsorted(cumulative, targets, side="right"), max(0, values.shape[0] - 1))
+
+
+def _draw_by(ex, blocks, values, scale, draws):
+    """Global rows drawn with probability proportional to ``w * values``, one per number
+    in ``draws`` (uniforms in [0, 1)); None where the total is zero."""
+    totals = np.array(ex.gather(ex.map(_block_totals, blocks, values, shared=(scale,), data=False)),
+                      dtype=object)
+    total = int(sum(totals))
+    if total <= 0:
+        return None
+    ends = np.cumsum(totals)
+    targets = [min(int(u * total), total - 1) for u in draws]
+    owner = [int(np.searchsorted(ends, t, side="right")) for t in targets]
+    rows = np.empty(len(targets), dtype=np.int64)
+    for b in sorted(set(owner)):
+        mine = [i for i, o in enumerate(owner) if o == b]
+        before = int(ends[b] - totals[b])
+        local = ex.gather(ex.submit(_pick_in_block, blocks[b], values[b], scale,
+                                    np.array([targets[i] - before for i in mine], dtype=np.int64)))
+        rows[mine] = np.asarray(local) + ex.offsets[b]
+    return rows
+
+
+def _initial_closest(x, block, first):
+    n = x.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        out[i] = exact_sq_distance(x, i, first, 0)
+    return out
+
+
+def kmeans_plusplus(ex, blocks, stats, n_clusters, rng, n_local_trials=None):
     """Greedy k-means++ (Arthur & Vassilvitskii), as scikit-learn runs it.
 
     Each new centroid is the best of ``n_local_trials`` candidates (default
     ``2 + int(ln k)``) drawn with probability proportional to weight times squared
     distance to the nearest centroid so far; "best" means lowest resulting potential.
-    Cost is O(n * k * n_local_trials * d), done in BLAS blocks.
+    Two passes over the data per centroid; distances by BLAS blocks with an exact
+    recheck wherever they could change a minimum.
     """
-    n = X.shape[0]
-    weight = np.ones(n) if sample_weight is None else sample_weight
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
-    centers = np.empty((n_clusters, X.shape[1]), dtype=X.dtype)
-    X_sq = sq_norms(X).astype(np.float64)
-
-    first = rng.choice(n, p=weight / weight.sum())
-    centers[0] = X[first]
-    closest = np.empty(n, dtype=np.float64)
-    for s in range(0, n, block_rows):
-        closest[s:s + block_rows] = _sq_dist_to(X[s:s + block_rows], X_sq[s:s + block_rows], centers[:1])[:, 0]
-
+    scale = _cost_scale(ex, stats)
+    ones = [ex.put(np.ones(ex.offsets[b + 1] - ex.offsets[b])) for b in range(ex.n_blocks)]
+    first = _draw_by(ex, blocks, ones, scale, [rng.random()])
+    centers = np.empty((n_clusters, ex.n_features), dtype=ex.dtype)
+    centers[0] = gather_rows(ex, blocks, first)[0]
+    closest = ex.map(_initial_closest, blocks, shared=(ex.put(centers[:1].copy()),))
     for c in range(1, n_clusters):
-        cumulative = np.cumsum(weight * closest)
-        total = cumulative[-1]
-        if total <= 0:  # every point sits on a centroid already: fall back to unused rows
-            candidates = rng.choice(n, size=n_local_trials)
-        else:
-            candidates = np.searchsorted(cumulative, rng.random(n_local_trials) * total, side="right")
-            np.minimum(candidates, n - 1, out=candidates)
-        cand_points = X[candidates]
-        potentials = np.zeros(len(candidates))
-        for s in range(0, n, block_rows):
-            dist = _sq_dist_to(X[s:s + block_rows], X_sq[s:s + block_rows], cand_points)
-            np.minimum(dist, closest[s:s + block_rows, None], out=dist)
-            potentials += weight[s:s + block_rows] @ dist
-        best = int(np.argmin(potentials))
-        centers[c] = cand_points[best]
-        for s in range(0, n, block_rows):
-            dist = _sq_dist_to(X[s:s + block_rows], X_sq[s:s + block_rows], cand_points[best:best + 1])[:, 0]
-            np.minimum(closest[s:s + block_rows], dist, out=closest[s:s + block_rows])
+        rows = _draw_by(ex, blocks, closest, scale, rng.random(n_local_trials))
+        if rows is None:  # every point sits on a centroid already: any rows will do
+            rows = rng.choice(ex.n_rows, size=n_local_trials)
+        candidates = gather_rows(ex, blocks, rows)
+        trials, potentials = ex.map_reduce(_trial_distances, add_partials, blocks, closest,
+                                           shared=(ex.put(candidates), scale), name="kmeans++")
+        best = int(np.argmin(ex.gather(potentials)[0]))
+        centers[c] = candidates[best]
+        closest = ex.map(_column, trials, shared=(best,), data=False)
     return centers
+
+
+# ----------------------------------------------------------------------------- k-means||
+
+
+def _closest_to(x, block, previous, candidates, scale):
+    """Squared distance of each row to its nearest candidate (min with ``previous``)
+    and the block's weighted cost (fixed point)."""
+    n = x.shape[0]
+    closest = np.empty(n, dtype=np.float64)
+    if n:
+        nearest_centroids(x, np.ascontiguousarray(candidates, dtype=x.dtype), np.empty(n, np.int64), closest)
+    if previous is not None:
+        closest = np.minimum(closest, previous)
+    return closest, (int(fixed_total(closest, block.weights, scale)),)
+
+
+def _oversample(block, closest, factor, cost, seed, draw):
+    """Rows picked independently with probability min(1, factor * w * d^2 / cost)."""
+    u = row_uniforms(seed, draw, block.offset, block.weights.shape[0])
+    p = np.minimum(1.0, factor * block.weights * closest / cost)
+    return block.offset + np.flatnonzero(u < p)
+
+
+def _candidate_weights(x, block, candidates, weight_scale):
+    """Fixed-point total weight of the rows whose nearest candidate is each candidate."""
+    n = x.shape[0]
+    out = np.zeros(candidates.shape[0], dtype=np.int64)
+    if n:
+        labels = np.empty(n, dtype=np.int64)
+        nearest_centroids(x, np.ascontiguousarray(candidates, dtype=x.dtype), labels, np.empty(n))
+        np.add.at(out, labels, np.rint(block.weights * weight_scale).astype(np.int64))
+    return (out,)
+
+
+def kmeans_parallel(ex, blocks, stats, n_clusters, rng, oversampling_factor=None, n_rounds=5):
+    """k-means|| (Bahmani et al., 2012): k-means++ seeding in a few passes over the data.
+
+    Starts from one row drawn with probability proportional to weight; each of
+    ``n_rounds`` rounds then picks every row independently with probability
+    ``min(1, l * w * d^2 / cost)`` (``l = oversampling_factor``, default
+    ``2 * n_clusters``; ``d`` the distance to the nearest candidate so far, ``cost``
+    the weighted sum of ``d^2``). Each candidate is then weighted by the total weight
+    of the rows nearest to it, and weighted greedy k-means++ picks ``n_clusters`` of
+    them, in this process. About ``1 + l * n_rounds`` candidates; ``n_rounds + 2``
+    passes over the data.
+    """
+    factor = float(2 * n_clusters if oversampling_factor is None else oversampling_factor)
+    seed = int(rng.integers(2**63))
+    scale = _cost_scale(ex, stats)
+    chosen = [random_rows(ex, blocks, 1, seed, draw=0)]
+    candidates = gather_rows(ex, blocks, chosen[0])
+    closest, cost = ex.map_reduce(_closest_to, add_partials, blocks, [None] * ex.n_blocks,
+                                  shared=(ex.put(candidates), scale), name="kmeans||-cost")
+    cost = ex.gather(cost)[0] / scale
+    for round_ in range(1, n_rounds + 1):
+        if cost <= 0:
+            break
+        picked = ex.gather(ex.map(_oversample, blocks, closest, shared=(factor, cost, seed, round_),
+                                  data=False))
+        new_rows = np.concatenate(picked)
+        if new_rows.size == 0:
+            continue
+        chosen.append(new_rows)
+        new = gather_rows(ex, blocks, new_rows)
+        candidates = np.concatenate([candidates, new])
+        closest, cost = ex.map_reduce(_closest_to, add_partials, blocks, closest,
+                                      shared=(ex.put(new), scale), name="kmeans||-cost")
+        cost = ex.gather(cost)[0] / scale
+    del closest
+    rows = np.concatenate(chosen)
+    if rows.size < n_clusters:
+        # Fewer candidates than clusters (few distinct rows, or a tiny factor): add
+        # rows drawn by weight that are not candidates yet.
+        extra = random_rows(ex, blocks, n_clusters + rows.size, seed, draw=n_rounds + 1)
+        extra = extra[~np.isin(extra, rows)][: n_clusters - rows.size]
+        candidates = np.concatenate([candidates, gather_rows(ex, blocks, extra)])
+    if candidates.shape[0] == n_clusters:
+        return candidates
+    weight_scale = fixed_point_scale(float(stats[0]) * float(stats[2]))
+    weights = ex.map_reduce(_candidate_weights, add_partials, blocks,
+                            shared=(ex.put(candidates), weight_scale), name="kmeans||-weights",
+                            outputs=False)
+    weights = ex.gather(weights)[0].astype(np.float64) / weight_scale
+    local = LocalBlocks(lambda start, stop: candidates[start:stop], [0, candidates.shape[0]],
+                        candidates.shape[1], candidates.dtype, weights, cache=True)
+    local_blocks, local_stats = local.validate()
+    return kmeans_plusplus(local, local_blocks, local_stats, n_clusters, rng)

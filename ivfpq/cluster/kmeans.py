@@ -1,203 +1,44 @@
-"""k-means: the Lloyd loop, the ``kmeans`` function and the ``KMeans`` estimator.
+"""k-means: the ``kmeans`` function and the ``KMeans`` estimator.
 
-The loop does not know how points find their centroid; it asks an assigner
-(:mod:`ivfpq.cluster.assign`). It owns everything else: the update step, empty
-clusters, convergence, timing history and progress.
+Both run the one Lloyd loop of :mod:`ivfpq.cluster.lloyd` on an executor: the rows in
+memory (:func:`ivfpq.cluster.executor.local_executor`), in blocks of an ``np.memmap``,
+or on Dask workers (:mod:`ivfpq.cluster.dask_blocks`). Which executor holds the rows
+never changes the result.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._storage import Persistable, register_format
+from .._threads import resolve_n_threads, thread_limits
 from .._validation import (
     check_array,
     check_choice,
     check_is_fitted,
+    check_lazy_array,
     check_n_features,
     check_positive_float,
     check_positive_int,
     check_random_state,
     check_sample_weight,
 )
-from .._threads import resolve_n_threads, thread_limits
-from ..kernels.distances import exact_sq_distances, sq_norms
-from ..kernels.lloyd import cluster_sums, move_points, updated_centers, weighted_sq_norm_total
+from ..kernels.distances import sq_norms
+from . import dask_blocks
 from .assign import ExactAssigner, GraphAssigner
-from .init import kmeans_plusplus, random_init
+from .executor import local_executor, normalize_rows
+from .init import kmeans_parallel, kmeans_plusplus, random_centers
+from .lloyd import lloyd, predict
 
-__all__ = ["kmeans", "KMeans", "lloyd", "LloydResult"]
+__all__ = ["kmeans", "KMeans", "choose_algorithm"]
 
 ALGORITHMS = ("lloyd", "mop", "auto")
 INITS = ("k-means++", "random", "k-means||")
 METRICS = ("sqeuclidean", "cosine")
 COLD_STARTS = ("auto", "two-level", "graph")
-
-
-# ----------------------------------------------------------------------------- the loop
-
-
-@dataclass
-class LloydResult:
-    centers: np.ndarray
-    labels: np.ndarray
-    inertia: float
-    n_iter: int
-    history: list = field(default_factory=list)
-    changed_fraction: list = field(default_factory=list)
-
-
-def _normalize_rows(A):
-    norms = np.sqrt(sq_norms(A).astype(np.float64))
-    out = A.copy()
-    nonzero = norms > 0
-    out[nonzero] /= norms[nonzero, None].astype(A.dtype)
-    return out
-
-
-def cost_from_sums(weighted_sq_norm_total, sums, counts, centers):
-    """Exact weighted cost of a labelling against ``centers``, from its cluster sums.
-
-    sum_i w_i |x_i - c_l(i)|^2 = sum_i w_i |x_i|^2 - 2 sum_c c.S_c + sum_c W_c |c|^2,
-    all in float64: one O(k d) step instead of a pass over the points.
-    """
-    C = centers.astype(np.float64, copy=False)
-    cost = weighted_sq_norm_total - 2.0 * np.einsum("ij,ij->", C, sums) + float(counts @ np.einsum("ij,ij->i", C, C))
-    return max(cost, 0.0)
-
-
-def _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts):
-    """Give each empty cluster one of the points farthest from their centroid.
-
-    The point leaves its old cluster's sum and count. Only points with positive
-    weight are moved, farthest first, ties by row order, so the result is deterministic.
-    Returns the rows moved.
-    """
-    empty = np.flatnonzero(counts == 0)
-    if empty.size == 0:
-        return np.empty(0, dtype=np.int64)
-    candidates = np.flatnonzero(weights > 0)
-    if candidates.size > 4 * empty.size:  # only the farthest few are needed, not a full sort
-        keep = np.argpartition(-sq_dists[candidates], empty.size - 1)[:empty.size]
-        threshold = sq_dists[candidates[keep]].min()
-        candidates = candidates[sq_dists[candidates] >= threshold]
-    order = candidates[np.argsort(-sq_dists[candidates], kind="stable")]
-    moved = order[:empty.size]
-    empty = empty[:moved.size]
-    old = labels[moved]
-    w = weights[moved]
-    points = w[:, None] * X[moved].astype(np.float64)
-    # Rows are distinct and every receiving cluster was empty, so one vectorised step
-    # does what a loop over the pairs would, in the same order (``ufunc.at`` applies
-    # repeated indices in turn).
-    np.subtract.at(sums, old, points)
-    np.subtract.at(counts, old, w)
-    sums[empty] = points
-    counts[empty] = w
-    labels[moved] = empty
-    sq_dists[moved] = 0.0
-    return moved.astype(np.int64, copy=False)
-
-
-# Relative inertia decrease per iteration under which an approximate assigner is asked
-# to search wider. Measured on GloVe (200k x 50, k=10,000): the beam of 8 settles near
-# 1.004 of exact Lloyd's 10-iteration cost with gains falling below 1e-4 per
-# iteration, while exact Lloyd goes on to 0.997; doubled there it keeps gaining.
-WIDEN_BELOW = 1e-4
-
-
-def lloyd(
-    X,
-    weights,
-    centers,
-    assigner,
-    max_iter,
-    tol=0.0,
-    *,
-    spherical=False,
-    stop_when_allclose=False,
-    callback=None,
-):
-    """Lloyd iterations from ``centers``; inputs must already be validated.
-
-    Each iteration assigns every point with ``assigner`` and moves each centroid to
-    the weighted mean of its points. ``history`` gets one ``(seconds, inertia)``
-    pair per iteration: the time since the call began and the inertia of that
-    iteration's assignment (its cost against the centroids it was made with).
-    Stops when no label changes, when the squared centroid shift is at most ``tol`` (or,
-    with ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
-    ones), or after ``max_iter`` iterations. An assigner with a ``widen()`` method (the
-    graph search) is asked to search wider before either of the first two stops (the
-    run stops there only when it cannot), and whenever an iteration lowers the inertia
-    by less than ``WIDEN_BELOW`` of it. The returned labels and inertia belong to the
-    returned centers.
-    """
-    start = time.perf_counter()
-    n, k = X.shape[0], centers.shape[0]
-    centers = np.ascontiguousarray(centers, dtype=X.dtype)
-    labels = np.full(n, -1, dtype=np.int64)
-    new_labels = np.empty(n, dtype=np.int64)
-    sq_dists = np.empty(n, dtype=np.float64)
-    sq_norm_total = weighted_sq_norm_total(X, weights)
-    state = assigner.new_state(n)
-    history, changed_fraction = [], []
-    labels_match_centers = False
-    n_iter = 0
-    # With unit weights the sums follow the points that moved (a few percent late in a
-    # run) instead of a full pass; ``sums`` always matches ``labels``.
-    unit_weights = bool(np.all(weights == 1.0))
-    sums = counts = None
-    widen = getattr(assigner, "widen", lambda: False)
-    previous_inertia = np.inf
-
-    def sums_for(new, old):
-        if unit_weights and sums is not None:
-            return move_points(X, old, new, sums, counts)
-        return cluster_sums(X, new, weights, k)
-
-    for iteration in range(max_iter):
-        assigner.prepare(centers)
-        assigner.assign(X, state, new_labels, sq_dists)
-        changed = int(np.count_nonzero(new_labels != labels))
-        labels, new_labels = new_labels, labels
-        if changed == 0:  # strict convergence: the update would not move anything
-            if widen():  # ... unless a wider search finds something: look again
-                continue
-            labels_match_centers = True
-            break
-        n_iter += 1
-
-        sums, counts = sums_for(labels, new_labels)
-        inertia = cost_from_sums(sq_norm_total, sums, counts, centers)
-        moved = _relocate_empty_clusters(X, weights, labels, sq_dists, sums, counts)
-        if moved.size and hasattr(assigner, "relabel"):  # assigners that remember labels
-            assigner.relabel(state, moved, labels[moved])
-        updated, shift = updated_centers(centers, sums, counts, spherical)
-        converged = np.allclose(updated, centers) if stop_when_allclose else shift <= tol
-        centers = updated
-
-        history.append((time.perf_counter() - start, inertia))
-        changed_fraction.append(changed / n)
-        if callback is not None:
-            callback(n_iter, inertia, changed / n)
-        if converged and not widen():
-            break
-        if not converged and previous_inertia - inertia < WIDEN_BELOW * inertia:
-            widen()  # an approximate search that has all but stalled looks further
-        previous_inertia = inertia
-
-    if not labels_match_centers:
-        assigner.prepare(centers)
-        assigner.assign(X, state, new_labels, sq_dists)
-        labels, new_labels = new_labels, labels
-    sums, counts = sums_for(labels, new_labels)
-    inertia = cost_from_sums(sq_norm_total, sums, counts, centers)
-    return LloydResult(centers, labels, inertia, n_iter, history, changed_fraction)
 
 
 # ----------------------------------------------------------------------------- kmeans()
@@ -242,21 +83,18 @@ def kmeans(X, k, iters=25, seed=0):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise TypeError(f"seed must be an int or None, got {seed!r} ({type(seed).__name__})")
     rows = np.random.default_rng(seed).choice(X.shape[0], size=k, replace=False)
-    result = lloyd(
-        X, np.ones(X.shape[0]), X[rows].copy(), ExactAssigner(), iters, stop_when_allclose=True
-    )
-    return result.centers, result.labels
+    ex = local_executor(X, None, None, cosine=False)
+    blocks, stats = ex.validate()
+    result = lloyd(ex, blocks, stats, X[rows].copy(), ExactAssigner(), iters, stop_when_allclose=True)
+    return result.centers, ex.labels(result.states)
 
 
 # ----------------------------------------------------------------------------- auto
 
 
-# Measured with ``benchmarks/kmeans_large_k.py --crossover --n 50000`` (5 iterations
-# from the same init, median of 3, quiet 2-core machine, 2026-11-23): exact / mop time
-# was 1.1 at k=2,000 and 3.3 at k=4,000 for d=128, but 0.6-0.8 at k=2,000 and 1.1-1.3
-# at k=4,000 for d=16 and d=50 (exact Lloyd is cheap per distance at small d, a graph
-# search is not). Below ~20,000 points the graph build, which costs about as much as
-# tens of assignments per centroid, is not paid back.
+# The crossover measured by ``benchmarks/kmeans_large_k.py --crossover`` (table in
+# benchmarks/README.md): exact Lloyd is cheap per distance at small d, a graph search
+# is not; and below some tens of thousands of points the graph build is not paid back.
 MOP_MIN_CLUSTERS = 2000
 MOP_MIN_CLUSTERS_NARROW = 4000  # below MOP_WIDE_FEATURES features
 MOP_WIDE_FEATURES = 100
@@ -486,15 +324,15 @@ class KMeans(_ParamsMixin, Persistable):
 
     # -- parameters ------------------------------------------------------------------
 
-    def _check_params(self, X):
-        n_samples, n_features = X.shape
+    def _check_params(self, n_samples, n_features, dtype):
+        """The parameters checked against the data's shape; returns what the fit needs."""
         n_clusters = check_positive_int(self.n_clusters, "n_clusters")
         if n_samples < n_clusters:
             raise ValueError(
                 f"n_samples={n_samples} should be >= n_clusters={n_clusters}: "
                 "X has fewer samples than clusters"
             )
-        check_choice(self.algorithm, "algorithm", self._algorithms)
+        check_choice(self.algorithm, "algorithm", ALGORITHMS)
         check_choice(self.metric, "metric", METRICS)
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_positive_float(self.tol, "tol", allow_zero=True)
@@ -502,7 +340,7 @@ class KMeans(_ParamsMixin, Persistable):
             check_choice(self.init, "init", INITS)
             init = self.init
         else:
-            init = check_array(self.init, "init", dtype=str(X.dtype))
+            init = check_array(self.init, "init", dtype=str(np.dtype(dtype)))
             if init.shape != (n_clusters, n_features):
                 raise ValueError(
                     f"init array must have shape (n_clusters, n_features) = "
@@ -517,7 +355,6 @@ class KMeans(_ParamsMixin, Persistable):
                 n_init = 1  # the given centroids are one start; more runs would repeat it
         if not isinstance(self.verbose, (bool, np.bool_, int)):
             raise TypeError(f"verbose must be a bool, got {self.verbose!r}")
-        n_threads = resolve_n_threads(self.n_threads)
         check_positive_int(self.M, "M", minimum=2)
         check_positive_int(self.ef_construction, "ef_construction")
         check_positive_int(self.ef_search, "ef_search")
@@ -528,53 +365,38 @@ class KMeans(_ParamsMixin, Persistable):
         check_positive_int(self.cold_nprobe, "cold_nprobe")
         if self.max_ef_search is not None:
             check_positive_int(self.max_ef_search, "max_ef_search")
-        return n_clusters, init, n_init, max_iter, tol, n_threads
+        return n_clusters, init, n_init, max_iter, tol
 
-    def _prepare_X(self, X, name="X", reset=True):
-        X = check_array(X, name)
-        if not reset:
-            check_n_features(X, self.n_features_in_, name, type(self).__name__)
-        if self.metric == "cosine":
-            norms = sq_norms(X)
-            if (norms == 0).any():
-                raise ValueError(
-                    f"{name} has {int((norms == 0).sum())} rows of zero norm; the cosine "
-                    "metric needs every row to have a direction"
-                )
-            X = _normalize_rows(X)
-        return X
-
-    def _make_assigner(self, X, n_clusters, rng=None):
-        """The assigner for this fit's algorithm (subclasses and later algorithms extend)."""
-        algorithm = getattr(self, "algorithm_", self.algorithm)
-        if algorithm == "auto":
-            algorithm = choose_algorithm(X.shape[0], n_clusters, X.shape[1])
-        if algorithm == "mop":
-            seed = 0 if rng is None else int(rng.integers(2**31 - 1))
+    def _make_assigner(self, n_samples, n_features, n_clusters, rng):
+        """The assigner for this fit's algorithm (``algorithm_``)."""
+        if self.algorithm_ == "mop":
             return GraphAssigner(
                 M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search,
                 additional_centroids=self.additional_centroids,
-                min_iterations=self.min_iterations, bulk_size=self.bulk_size, seed=seed,
-                cold_start=self.cold_start, cold_nprobe=self.cold_nprobe,
-                max_ef_search=self.max_ef_search,
+                min_iterations=self.min_iterations, bulk_size=self.bulk_size,
+                seed=int(rng.integers(2**31 - 1)), cold_start=self.cold_start,
+                cold_nprobe=self.cold_nprobe, max_ef_search=self.max_ef_search,
             )
         return ExactAssigner()
 
-    def _initial_centers(self, X, init, n_clusters, weights, rng):
+    def _initial_centers(self, ex, blocks, stats, init, n_clusters, rng):
         if isinstance(init, str) and init == "random":
-            centers = random_init(X, n_clusters, rng, weights)
-        elif isinstance(init, str) and init == "k-means||":
-            from .blocked import kmeans_parallel, local_executor
+            return random_centers(ex, blocks, n_clusters, rng)
+        if isinstance(init, str) and init == "k-means||":
+            return kmeans_parallel(ex, blocks, stats, n_clusters, rng)
+        if isinstance(init, str):
+            return kmeans_plusplus(ex, blocks, stats, n_clusters, rng)
+        centers = init.astype(ex.dtype, copy=True)
+        return normalize_rows(centers) if self.metric == "cosine" else centers
 
-            executor = local_executor(X, weights, None, cosine=False)
-            centers = kmeans_parallel(executor, executor.validate()[0], n_clusters, rng)
-        elif isinstance(init, str):
-            centers = kmeans_plusplus(X, n_clusters, rng, weights)
-        else:
-            centers = init.astype(X.dtype, copy=True)
-        if self.metric == "cosine":
-            centers = _normalize_rows(centers)
-        return centers
+    def _executor(self, X, sample_weight, block_rows):
+        """Where the rows live: Dask workers, blocks of a memory-map, or memory."""
+        cosine = self.metric == "cosine"
+        if dask_blocks.is_dask_array(X):
+            return dask_blocks.dask_executor(X, sample_weight, block_rows, cosine, self.n_threads)
+        if not isinstance(X, np.memmap):
+            X = check_array(X, "X")  # lists and the like become arrays, checked once
+        return local_executor(X, sample_weight, block_rows, cosine)
 
     # -- fitting ---------------------------------------------------------------------
 
@@ -588,61 +410,47 @@ class KMeans(_ParamsMixin, Persistable):
             current ``distributed.Client`` (or chunk by chunk in this process when
             there is none); ``labels_`` is then a Dask array. An ``np.memmap`` (e.g.
             ``np.load(path, mmap_mode="r")``) is read block by block and never held in
-            memory whole. See :mod:`ivfpq.distributed`.
+            memory whole. The result is the same, bit for bit, wherever the rows are.
         y : ignored
         sample_weight : array-like of shape (n_samples,), optional
             Non-negative weight of each sample (a Dask array for Dask input works too).
         block_rows : int, optional
-            Rows per block when reading a NumPy array block by block. Given, or for an
-            ``np.memmap``, the blocked loop runs (default: about 64 MB of rows per block).
+            Rows per block when reading a NumPy array or memory-map block by block
+            (default: the whole array in memory; about 64 MB of rows of a memory-map).
             Not for Dask arrays, whose row chunks are the blocks.
 
         Returns
         -------
         self
         """
-        if _is_dask_array(X):
-            from ..distributed import fit_dask  # Dask is optional: imported only for Dask input
-
-            return self._store_fit(fit_dask(self, X, sample_weight, block_rows=block_rows), X.shape[1])
-        if isinstance(X, np.memmap) or block_rows is not None:
-            from .blocked import fit_blocks, local_executor
-
-            if not isinstance(X, np.memmap):
-                X = check_array(X, "X")  # in memory anyway: lists and the like become arrays
-
-            executor = local_executor(X, sample_weight, block_rows, cosine=self.metric == "cosine")
-            with thread_limits(resolve_n_threads(self.n_threads)):
-                best = fit_blocks(self, executor, X)
-            best.labels = executor.labels(best.states)
-            return self._store_fit(best, X.shape[1])
-
-        X = self._prepare_X(X)
-        n_clusters, init, n_init, max_iter, tol, n_threads = self._check_params(X)
-        weights = check_sample_weight(sample_weight, X.shape[0])
-        tol_abs = float(np.mean(np.var(X, axis=0, dtype=np.float64))) * tol if tol > 0 else 0.0
+        n_threads = resolve_n_threads(self.n_threads)
+        dtype = check_lazy_array(X, "X") if hasattr(X, "ndim") and hasattr(X, "dtype") else None
+        ex = self._executor(X, sample_weight, block_rows)
+        n_clusters, init, n_init, max_iter, tol = self._check_params(ex.n_rows, ex.n_features,
+                                                                   dtype or ex.dtype)
         rng = check_random_state(self.random_state)
         self.algorithm_ = self.algorithm
         if self.algorithm == "auto":
-            self.algorithm_ = choose_algorithm(X.shape[0], n_clusters, X.shape[1])
+            self.algorithm_ = choose_algorithm(ex.n_rows, n_clusters, ex.n_features)
 
         best = None
         with thread_limits(n_threads):
+            blocks, stats = ex.validate()
+            if not stats[2] > 0:
+                raise ValueError("sample_weight is zero everywhere; at least one weight must be positive")
             for run in range(n_init):
-                centers = self._initial_centers(X, init, n_clusters, weights, rng)
-                assigner = self._make_assigner(X, n_clusters, rng)
+                centers = self._initial_centers(ex, blocks, stats, init, n_clusters, rng)
+                assigner = self._make_assigner(ex.n_rows, ex.n_features, n_clusters, rng)
                 with _progress(self.verbose, max_iter, run, n_init) as callback:
-                    result = lloyd(
-                        X, weights, centers, assigner, max_iter, tol_abs,
-                        spherical=self.metric == "cosine", callback=callback,
-                    )
+                    result = lloyd(ex, blocks, stats, centers, assigner, max_iter, tol,
+                                   spherical=self.metric == "cosine", callback=callback)
                 if best is None or result.inertia < best.inertia:
                     best = result
-
-        return self._store_fit(best, X.shape[1])
+        best.labels = ex.labels(best.states)
+        return self._store_fit(best, ex.n_features)
 
     def _store_fit(self, best, n_features):
-        """Set the fitted attributes from the best run (a LloydResult or BlockedResult)."""
+        """Set the fitted attributes from the best run."""
         scale = 0.5 if self.metric == "cosine" else 1.0  # |x - c|^2 = 2 (1 - cos) on the sphere
         self.cluster_centers_ = best.centers
         self.labels_ = best.labels
@@ -659,35 +467,23 @@ class KMeans(_ParamsMixin, Persistable):
 
     # -- using a fitted model ----------------------------------------------------------
 
-    def _assign(self, X):
+    def _assign(self, X, sample_weight=None):
+        """(labels, weighted total of squared distances) of ``X`` against the centroids."""
         check_is_fitted(self, "cluster_centers_")
-        X = self._prepare_X(X, reset=False)
-        centers = self.cluster_centers_.astype(X.dtype, copy=False)
-        centers = np.ascontiguousarray(centers)
-        labels = np.empty(X.shape[0], dtype=np.int64)
-        sq_dists = np.empty(X.shape[0], dtype=np.float64)
+        ex = self._executor(X, sample_weight, None)
+        if ex.n_features != self.n_features_in_:
+            check_n_features(X, self.n_features_in_, "X", type(self).__name__)
         with thread_limits(resolve_n_threads(self.n_threads)):
-            assigner = ExactAssigner()
-            assigner.prepare(centers)
-            assigner.assign(X, None, labels, sq_dists)
-            exact_sq_distances(X, centers, labels, sq_dists)
-        return X, labels, sq_dists
+            states, total = predict(ex, self.cluster_centers_)
+        return ex.labels(states), total
 
     def predict(self, X):
         """Index of the nearest centroid of each row of ``X``.
 
-        A Dask array gives a Dask array (computed lazily, chunk by chunk); an
-        ``np.memmap`` is read block by block.
+        A Dask array gives a Dask array (computed chunk by chunk); an ``np.memmap``
+        is read block by block.
         """
-        if _is_dask_array(X):
-            from ..distributed import predict_dask
-
-            return predict_dask(self, X)
-        if isinstance(X, np.memmap):
-            from .blocked import predict_blocks
-
-            return predict_blocks(self, X)
-        return self._assign(X)[1]
+        return self._assign(X)[0]
 
     def transform(self, X):
         """Distances from each row to every centroid, shape (n_samples, n_clusters).
@@ -695,7 +491,10 @@ class KMeans(_ParamsMixin, Persistable):
         Euclidean distances, or cosine distances ``1 - cos`` with ``metric="cosine"``.
         """
         check_is_fitted(self, "cluster_centers_")
-        X = self._prepare_X(X, reset=False)
+        X = check_array(X, "X")
+        check_n_features(X, self.n_features_in_, "X", type(self).__name__)
+        if self.metric == "cosine":
+            X = normalize_rows(X)
         centers = self.cluster_centers_.astype(np.float64)
         sq = (
             sq_norms(X).astype(np.float64)[:, None]
@@ -711,10 +510,8 @@ class KMeans(_ParamsMixin, Persistable):
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the inertia of ``X`` against the fitted centroids (higher is better)."""
-        X, labels, sq_dists = self._assign(X)
-        weights = check_sample_weight(sample_weight, X.shape[0])
         scale = 0.5 if self.metric == "cosine" else 1.0
-        return -float(np.dot(weights, sq_dists)) * scale
+        return -self._assign(X, sample_weight)[1] * scale
 
     # -- persistence: save(path) comes from Persistable; ivfpq.load(path) reads it --------
 
@@ -758,11 +555,6 @@ class KMeans(_ParamsMixin, Persistable):
             model.history_ = [tuple(row) for row in archive.array("history", ndim=2).tolist()]
             model.changed_fraction_ = archive.array("changed_fraction", ndim=1).tolist()
         return model
-
-
-def _is_dask_array(X):
-    """True for a ``dask.array.Array``, without importing Dask."""
-    return type(X).__name__ == "Array" and type(X).__module__.startswith("dask.array")
 
 
 @contextmanager

@@ -1,17 +1,16 @@
-"""Squared-L2 nearest-centroid search: a BLAS block plus an argmin.
+"""Squared-L2 nearest centroids: a BLAS screen, then an exact float64 decision.
 
-Measured on the 2-core reference machine (n=100k-200k, d=128, k=1,000, float32):
-
-* one multi-threaded ``X_block @ C.T`` per block runs at ~300 GFLOP/s, while
-  per-thread single-threaded BLAS calls inside a Numba ``prange`` serialise in
-  OpenBLAS (~175 GFLOP/s in all), and a Numba parallel region right after an
-  OpenBLAS call fights its spinning threads (~60 GFLOP/s);
-* NumPy's SIMD ``argmin`` over the block runs several times faster than the scalar
-  (value, index) reductions Numba generated for it;
-* adding ``|c|^2`` to the block is a full extra pass over memory as costly as the
-  argmin, so it is folded into the GEMM: rows ``[x, 1]`` times columns
-  ``[-2c; |c|^2]`` give ``|c|^2 - 2 x.c`` directly (about 270 GFLOP/s end to end,
-  against 210 with the separate pass).
+The GEMM ``[x, 1] @ [-2 C^T; |c|^2]`` scores every centroid of a block of rows at
+BLAS speed, with ``|c|^2`` folded into the product so that no extra pass over the
+block is needed. Its rounding depends on how the GEMM splits the work, which depends
+on the block's shape and the thread count, so a point whose two nearest centroids
+are within that rounding would get a label that depends on how the rows were
+blocked. Each row therefore carries a proven bound on the error of its scores
+(:func:`score_error_bound`), and every centroid whose score is within twice that
+bound of the best is compared again by its exact float64 distance
+(:func:`exact_sq_distance`). The label is then the exact float64 nearest centroid
+(ties to the lower index) whatever the blocking, the BLAS or the thread count, and
+the distance returned is exact too.
 """
 
 from __future__ import annotations
@@ -19,15 +18,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["nearest_centroids", "augmented_centroids", "exact_sq_distances", "default_block_rows", "sq_norms"]
+__all__ = [
+    "augmented_centroids",
+    "default_block_rows",
+    "exact_sq_distance",
+    "exact_sq_distances",
+    "nearest_centroids",
+    "score_error_bound",
+    "sq_norms",
+]
+
 
 def default_block_rows(n_centroids: int, itemsize: int = 4) -> int:
-    """Rows per block of distances.
-
-    About 8 MB of distances (2,048 rows at k=1,000) while that leaves at least 1,024
-    rows; past that, 1,024 rows up to a 64 MB block, because GEMMs of a few hundred
-    rows run ~10% slower (measured at k=10,000: 209 rows 236 GFLOP/s, 1,024 rows 259).
-    """
+    """Rows per block of scores: about 8 MB of them while that leaves at least 1,024
+    rows, then 1,024 rows up to a 64 MB block (small GEMMs run below BLAS's peak)."""
     row_bytes = max(1, n_centroids * itemsize)
     cache_sized = min(2048, (8 << 20) // row_bytes)
     gemm_sized = min(1024, (64 << 20) // row_bytes)
@@ -39,17 +43,27 @@ def sq_norms(A: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", A, A, dtype=np.float64).astype(A.dtype, copy=False)
 
 
+@njit(cache=True, fastmath=True)
+def exact_sq_distance(X, i, C, c):
+    """Squared L2 between ``X[i]`` and ``C[c]``, accumulated in float64.
+
+    The one definition of an exact distance in the package: every comparison that
+    decides a label goes through it, so they all agree. ``fastmath`` lets the sum run
+    in SIMD lanes; the order of the lanes depends only on the dimension, so a pair
+    always gets the same value.
+    """
+    acc = 0.0
+    for j in range(X.shape[1]):
+        diff = np.float64(X[i, j]) - np.float64(C[c, j])
+        acc += diff * diff
+    return acc
+
+
 @njit(parallel=True, cache=True)
 def exact_sq_distances(X, C, labels, out):
-    """out[i] = sum_j (X[i, j] - C[labels[i], j])^2, accumulated in float64."""
-    n, d = X.shape
-    for i in prange(n):
-        c = labels[i]
-        acc = 0.0
-        for j in range(d):
-            diff = np.float64(X[i, j]) - np.float64(C[c, j])
-            acc += diff * diff
-        out[i] = acc
+    """``out[i]`` = exact squared distance from ``X[i]`` to ``C[labels[i]]``."""
+    for i in prange(X.shape[0]):
+        out[i] = exact_sq_distance(X, i, C, labels[i])
 
 
 def augmented_centroids(C, C_sq_norms=None):
@@ -62,33 +76,94 @@ def augmented_centroids(C, C_sq_norms=None):
     return M
 
 
-def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=None):
-    """Fill ``labels_out[i]`` with the index of the centroid nearest to ``X[i]``.
+def score_error_bound(x_norms, c_max_norm, n_features, dtype):
+    """Per row, a bound on |score - exact|, where score is a GEMM entry
+    ``|c|^2 - 2 x.c`` in ``dtype`` and exact its float64 value ``|x - c|^2 - |x|^2``.
 
-    ``sq_dist_out[i]`` receives the squared distance to it as the GEMM expansion
-    ``|x|^2 + |c|^2 - 2 x.c`` gives it, clipped at 0: good for ranking, but it loses
-    digits to cancellation, so exact costs come from :func:`exact_sq_distances` or
-    from cluster sums. Ties go to the lowest index. Memory is O(block_rows * k); the
-    n x k matrix is never built. ``X`` and ``C`` must share a float dtype and be
-    C-contiguous; pass ``augmented`` (from :func:`augmented_centroids`) to reuse it.
+    A dot product of length ``m`` in floating point, in any order and with or without
+    fused multiply-adds, is within ``gamma_m * sum |a_j b_j|`` of the real one, with
+    ``gamma_m = m u / (1 - m u)`` (``u`` the unit roundoff); here ``m = d + 1`` and
+    ``sum |a_j b_j| <= 2 |x| |c| + |c|^2``. Rounding ``|c|^2`` to ``dtype`` and a
+    further addition add ``2 u |c|^2``-ish terms, and the float64 reference has a
+    (much smaller) error of its own; 2x margin on all of it.
+    """
+    u = float(np.finfo(dtype).eps) / 2.0
+    m = n_features + 3
+    gamma = m * u / (1.0 - m * u)
+    gamma64 = m * 2.0**-53 / (1.0 - m * 2.0**-53)
+    x = np.asarray(x_norms, dtype=np.float64)
+    c = float(c_max_norm)
+    return 2.0 * (gamma * (2.0 * x * c + c * c) + 2.0 * u * c * c + gamma64 * (x + c) ** 2)
+
+
+@njit(cache=True)
+def settle_nearest(scores, bound, X, start, C, labels, sq_out):
+    """Turn a screened argmin into the exact one, for rows ``start:start + m`` of ``X``.
+
+    ``scores`` (m, k) are the GEMM scores of those rows, ``labels[r]`` the argmin of
+    row ``r``. Every centroid whose score is within ``2 * bound[r]`` of the best is
+    compared by exact distance (ties to the lower index). ``sq_out[r]`` gets the exact
+    squared distance to the winner.
+    """
+    m, k = scores.shape
+    for r in range(m):
+        best = labels[r]
+        limit = scores[r, best] + 2.0 * bound[r]
+        close = 0
+        for t in range(k):
+            close += scores[r, t] <= limit
+        i = start + r
+        best_d = exact_sq_distance(X, i, C, best)
+        if close > 1:
+            for t in range(k):
+                if t != best and scores[r, t] <= limit:
+                    dist = exact_sq_distance(X, i, C, t)
+                    if dist < best_d or (dist == best_d and t < best):
+                        best, best_d = t, dist
+            labels[r] = best
+        sq_out[r] = best_d
+
+
+def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=None):
+    """The exact nearest centroid of every row of ``X``, and its squared distance.
+
+    ``labels_out[i]`` is the index of the centroid at the smallest exact float64
+    squared distance from ``X[i]`` (ties to the lowest index), ``sq_dist_out[i]`` that
+    distance. The result does not depend on ``block_rows``, on the BLAS or on the
+    thread count (see the module). Memory is O(block_rows * k); the n x k matrix is
+    never built. ``X`` and ``C`` must share a float dtype and be C-contiguous; pass
+    ``augmented`` (from :func:`augmented_centroids`) to reuse it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [2.9, 0.0]], dtype=np.float32)
+    >>> C = np.array([[0.0, 1.0], [3.0, 0.0]], dtype=np.float32)
+    >>> labels, sq = np.empty(2, np.int64), np.empty(2)
+    >>> nearest_centroids(X, C, labels, sq)
+    >>> labels.tolist(), np.round(sq, 6).tolist()
+    ([0, 1], [1.0, 0.01])
     """
     n, d = X.shape
     k = C.shape[0]
+    if n == 0:
+        return
     if block_rows is None:
         block_rows = default_block_rows(k, X.dtype.itemsize)
     block_rows = max(1, min(block_rows, n))
     M = augmented_centroids(C) if augmented is None else augmented
+    c_max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", C, C, dtype=np.float64))))
     rows = np.empty((block_rows, d + 1), dtype=X.dtype)
     rows[:, d] = 1
     block = np.empty((block_rows, k), dtype=X.dtype)
     for start in range(0, n, block_rows):
         stop = min(n, start + block_rows)
         m = stop - start
-        rows[:m, :d] = X[start:stop]
+        x = X[start:stop]
+        rows[:m, :d] = x
         np.matmul(rows[:m], M, out=block[:m])
         labels = labels_out[start:stop]
         np.argmin(block[:m], axis=1, out=labels)
-        best = np.take_along_axis(block[:m], labels[:, None], axis=1)[:, 0]
-        x = X[start:stop]
-        dist = np.einsum("ij,ij->i", x, x).astype(np.float64) + best
-        np.maximum(dist, 0.0, out=sq_dist_out[start:stop])
+        x_norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
+        bound = score_error_bound(x_norms, c_max_norm, d, X.dtype)
+        settle_nearest(block[:m], bound, X, start, C, labels, sq_dist_out[start:stop])

@@ -4,16 +4,16 @@ graph built over the centroids.
 For each point, a base seed: a greedy descent through the upper layers (for points
 with no previous centroid, or for every point with ``descend_warm``), else the
 previous centroid. The bottom-layer beam search starts from that seed, the point's
-previous centroid, its runners-up from the previous iteration, and the results of
-the query processed just before it.
+previous centroid and its runners-up from the previous iteration: nothing but the
+point's own row and state, so its label does not depend on which other rows share its
+block, its bulk or its thread.
 
 Points go in bulks: consecutive runs of a row order that the caller groups by
 previous centroid (a counting sort), so a bulk holds a few whole neighbourhoods of
 the graph rather than a random sample. Within a bulk, points are sorted by base
 seed, then by a random 1-D projection, so consecutive queries touch the same part
-of the graph: the results of one query are good seeds for the next, and the
-centroids they read are still in cache. Bulks run in parallel and are independent of
-each other, so labels do not depend on the thread count.
+of the graph and the centroids they read are still in cache. The order only
+changes the speed, never a label.
 
 The search ranks with float32 distances; the winner is chosen by exact float64
 distances among the best results *and the previous centroid*, so a point's distance
@@ -29,24 +29,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .distances import exact_sq_distance
 from .hnsw import greedy_descent, node_distance, search_layer, thread_scratch
 
-__all__ = ["mop_assign", "nearest_link_distances", "exact_sq_distance"]
-
-
-@njit(cache=True, fastmath=True)
-def exact_sq_distance(X, i, C, c):
-    """Squared L2 between ``X[i]`` and ``C[c]``, accumulated in float64.
-
-    ``fastmath`` lets the sum run in SIMD lanes (a serial float64 chain costs ~4x
-    more here); every candidate goes through this one function, so comparisons
-    between them stay consistent.
-    """
-    acc = 0.0
-    for j in range(X.shape[1]):
-        diff = np.float64(X[i, j]) - np.float64(C[c, j])
-        acc += diff * diff
-    return acc
+__all__ = ["mop_assign", "nearest_link_distances"]
 
 
 @njit(cache=True)
@@ -150,8 +136,7 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
             visited_all, epochs, k, max(ef, ef_cold))
         query = np.empty(d, dtype=np.float32)
         base = np.empty(size, dtype=np.int32)
-        seeds = np.empty(1 + 2 * width, dtype=np.int32)
-        carried = np.full(width, -1, dtype=np.int32)
+        seeds = np.empty(1 + width, dtype=np.int32)
 
         # Base seeds: the previous centroid, or a greedy descent through the upper layers.
         entry_dist = np.float32(0.0)
@@ -195,16 +180,11 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
                 for t in range(width):
                     seeds[n_seeds] = state[i, t]
                     n_seeds += 1
-            for t in range(width):
-                seeds[n_seeds] = carried[t]
-                n_seeds += 1
             previous = state[i, 0]
             if stay_check and previous >= 0 and _stays(data, links0, query, previous, seeds, n_seeds):
                 labels_out[i] = previous
                 sq_dist_out[i] = exact_sq_distance(X, i, centers, previous)
                 total += 1
-                for t in range(width):
-                    carried[t] = state[i, t]
                 continue
             beam = ef if previous >= 0 else ef_cold
             n_res, expanded = search_layer(data, query, links0, upper, upper_offset, 0, seeds,
@@ -235,8 +215,6 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
                     slot += 1
             for t in range(slot, width):
                 state[i, t] = -1
-            for t in range(width):
-                carried[t] = state[i, t]
         expansions[b] = total
         epochs[tid] = epoch
     return expansions.sum()

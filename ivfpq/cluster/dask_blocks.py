@@ -1,6 +1,6 @@
-"""k-means on a Dask cluster: the blocked Lloyd loop with chunks as blocks, on workers.
+"""The Dask executor: the one Lloyd loop with the chunks of a Dask array as blocks.
 
-``KMeans.fit(X)`` with a ``dask.array.Array`` comes here. With a
+``KMeans.fit(X)`` with a ``dask.array.Array`` runs on :class:`DaskBlocks`. With a
 ``distributed.Client`` active (``Client("tcp://scheduler:8786")`` or a
 ``LocalCluster``), each row chunk of ``X`` is one block and stays on a worker; every
 iteration
@@ -12,8 +12,8 @@ iteration
    memory) read from and written back to that worker, and reduce the chunk to
    per-cluster float64 sums and counts (``kernels.lloyd.cluster_sums``), inertia and
    the number of changed labels;
-3. adds the partials in a fixed binary tree over the chunk index (so the result does
-   not depend on which task finished first) and computes the new centroids in a task;
+3. adds the (integer) partials in a binary tree over the chunk index and computes the
+   new centroids in a task;
 4. brings back to the client only a few numbers (inertia, changed labels, converged).
 
 Everything is a task with its inputs as dependencies, so Dask recomputes what a lost
@@ -26,7 +26,7 @@ kept on the workers (and spilled to disk by Dask under memory pressure).
 Without a client, a Dask array is read chunk by chunk in this process (each chunk is
 computed again at every pass: persist ``X`` first if it fits in memory).
 
-``import ivfpq`` does not import Dask; this module is imported only when a Dask array
+``import ivfpq`` does not import Dask: this module imports it only when a Dask array
 is passed.
 """
 
@@ -40,10 +40,16 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ._validation import check_is_fitted, check_lazy_array, check_n_features, check_block
-from .cluster.blocked import LocalBlocks, _check_data_block, _combine_moments, fit_blocks, tree_reduce
+from .._threads import resolve_n_threads, thread_limits
+from .._validation import check_lazy_array, check_positive_int
+from .executor import LocalBlocks, check_data_block, combine_block_stats, tree_reduce
 
-__all__ = ["DaskBlocks", "fit_dask", "predict_dask"]
+__all__ = ["DaskBlocks", "dask_executor", "is_dask_array"]
+
+
+def is_dask_array(X):
+    """True for a ``dask.array.Array``, without importing Dask."""
+    return type(X).__name__ == "Array" and type(X).__module__.startswith("dask.array")
 
 
 def _current_client():
@@ -59,32 +65,6 @@ def _current_client():
 
 
 # ----------------------------------------------------------------------------- worker side
-
-_THREADPOOL_CONTROLLER = None
-
-
-@contextmanager
-def _kernel_threads(n_threads):
-    """Numba and BLAS on ``n_threads`` threads inside a worker task, restored after.
-
-    Dask's nanny starts workers with one BLAS thread; a task of ours is one large
-    kernel call, so it gets the cores its worker is entitled to. The controller is
-    built once per process (finding the BLAS libraries costs milliseconds).
-    """
-    global _THREADPOOL_CONTROLLER
-    import numba
-    from threadpoolctl import ThreadpoolController
-
-    if _THREADPOOL_CONTROLLER is None:
-        _THREADPOOL_CONTROLLER = ThreadpoolController()
-    n_threads = max(1, min(int(n_threads), numba.config.NUMBA_NUM_THREADS))
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n_threads)
-    try:
-        with _THREADPOOL_CONTROLLER.limit(limits=n_threads, user_api="blas"):
-            yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _threads_here(threads):
@@ -109,7 +89,7 @@ _KERNEL_LOCK = threading.Lock()
 
 def _run(fn, threads, *args):
     """A task body: ``fn(*args)`` with this worker's kernel threads, one at a time."""
-    with _KERNEL_LOCK, _kernel_threads(_threads_here(threads)):
+    with _KERNEL_LOCK, thread_limits(resolve_n_threads(_threads_here(threads))):
         return fn(*args)
 
 
@@ -121,7 +101,7 @@ def _identity(value):
 
 
 class DaskBlocks:
-    """The blocks executor of :mod:`ivfpq.cluster.blocked` on a Dask cluster.
+    """The executor of :mod:`ivfpq.cluster.executor` on a Dask cluster.
 
     Each row chunk of ``X`` is a block; each handle is a ``distributed.Future``.
     Per-block tasks are placed on the worker that holds the chunk (a loose
@@ -170,10 +150,9 @@ class DaskBlocks:
         return self.client.submit(fn, *args, key=self._key(name, b), pure=False, **where)
 
     def validate(self):
-        """Check every chunk on its worker; returns (block handles, total weight, variance,
-        sum of w_i |x_i|^2)."""
+        """Check every chunk on its worker; returns (block handles, combined statistics)."""
         checked = [
-            self._submit_block(b, _check_data_block,
+            self._submit_block(b, check_data_block,
                                (self._raw[b], self._weights[b], self.offsets[b], self.dtype,
                                 self._cosine, self._name), "check")
             for b in range(self.n_blocks)
@@ -185,15 +164,15 @@ class DaskBlocks:
         stats = [self.client.submit(operator.getitem, c, 2, key=self._key("stats", b), pure=False)
                  for b, c in enumerate(checked)]
         total = tree_reduce(stats, lambda a, b: self.client.submit(
-            _combine_moments, a, b, key=self._key("moments"), pure=False))
-        n, _, m2, total_weight, weighted_sq_norms = self.client.gather(total)
+            combine_block_stats, a, b, key=self._key("stats"), pure=False))
+        combined = self.client.gather(total)
         del checked, stats, total
         self._raw = self._weights = None  # the checked blocks hold what is needed
         # Pin each chunk's tasks to the worker that holds it, so per-point state
         # stays there even when a chunk is smaller than the centroids.
         who_has = self.client.who_has(self.data)
         self._homes = [(list(who_has.get(f.key, ())) or [None])[0] for f in self.data]
-        return blocks, total_weight, float(np.mean(m2 / n)), weighted_sq_norms
+        return blocks, combined
 
     # -- the executor protocol -----------------------------------------------------------
 
@@ -244,8 +223,6 @@ class DaskBlocks:
         import dask.array as da
         from dask.highlevelgraph import HighLevelGraph
 
-        from .cluster.blocked import _labels_of
-
         futures = self.map(_labels_of, states, data=False, name="labels")
         parts = [da.from_delayed(f, shape=(n,), dtype=np.int64)
                  for f, n in zip(futures, self._chunk_rows)]
@@ -257,7 +234,11 @@ class DaskBlocks:
         return da.Array(graph, name, chunks=(self._chunk_rows,), dtype=np.int64)
 
 
-# ----------------------------------------------------------------------------- entry points
+# ----------------------------------------------------------------------------- entry point
+
+
+def _labels_of(state):
+    return state.labels
 
 
 def _rows_like(X, sample_weight):
@@ -279,8 +260,25 @@ def _rows_like(X, sample_weight):
     return da.from_array(sample_weight, chunks=(X.chunks[0],))
 
 
-def fit_dask(model, X, sample_weight=None, block_rows=None):
-    """``KMeans.fit`` on a Dask array; returns the best run (labels as a Dask array)."""
+class _LocalDaskBlocks(LocalBlocks):
+    """The chunks of a Dask array computed one at a time in this process (no client);
+    labels come back as a Dask array chunked like the rows."""
+
+    def __init__(self, X, weights, dtype, cosine):
+        bounds = [0] + np.cumsum(X.chunks[0]).tolist()
+        super().__init__(lambda start, stop: X[start:stop].compute(), bounds, X.shape[1], dtype,
+                         weights, cosine)
+        self._chunks = X.chunks[0]
+
+    def labels(self, states):
+        import dask.array as da
+
+        return da.from_array(super().labels(states), chunks=(self._chunks,))
+
+
+def dask_executor(X, sample_weight=None, block_rows=None, cosine=False, n_threads=None):
+    """The executor for a Dask array: :class:`DaskBlocks` on the current
+    ``distributed.Client``, or its chunks read in this process when there is none."""
     if block_rows is not None:
         raise ValueError(
             f"block_rows applies to NumPy arrays read block by block, got {block_rows!r} with a "
@@ -290,56 +288,10 @@ def fit_dask(model, X, sample_weight=None, block_rows=None):
     if len(X.chunks[1]) > 1:
         X = X.rechunk({1: -1})  # a block is whole rows
     weights = _rows_like(X, sample_weight)
-    cosine = model.metric == "cosine"
     client = _current_client()
     if client is None:
-        import dask.array as da
-
-        from ._threads import resolve_n_threads, thread_limits
-
         w = None if weights is None else np.asarray(weights.compute(), dtype=np.float64)
-        executor = LocalBlocks(lambda start, stop: X[start:stop].compute(),
-                               [0] + np.cumsum(X.chunks[0]).tolist(), X.shape[1], dtype, w, cosine)
-        with thread_limits(resolve_n_threads(model.n_threads)):
-            best = fit_blocks(model, executor, X)
-        best.labels = da.from_array(executor.labels(best.states), chunks=(X.chunks[0],))
-        return best
-    if model.n_threads is not None:
-        from ._validation import check_positive_int
-
-        check_positive_int(model.n_threads, "n_threads")
-    executor = DaskBlocks(client, X, weights, dtype, cosine, model.n_threads)
-    best = fit_blocks(model, executor, X)
-    best.labels = executor.labels(best.states)
-    return best
-
-
-def _predict_block(x, centers, cosine, dtype, block_info=None):
-    from .cluster.assign import ExactAssigner
-    from .cluster.blocked import _normalize_block
-
-    offset = block_info[0]["array-location"][0][0] if block_info else 0
-    x = check_block(x, dtype, offset)
-    if cosine and x.shape[0]:
-        x = _normalize_block(x)
-    labels = np.empty(x.shape[0], dtype=np.int64)
-    if x.shape[0]:
-        sq = np.empty(x.shape[0], dtype=np.float64)
-        assigner = ExactAssigner()
-        assigner.prepare(np.ascontiguousarray(centers, dtype=dtype))
-        assigner.assign(x, None, labels, sq)
-    return labels
-
-
-def predict_dask(model, X):
-    """Nearest centroid of each row of a Dask array, as a lazy Dask array of int64."""
-    import dask
-
-    check_is_fitted(model, "cluster_centers_")
-    dtype = check_lazy_array(X, "X")
-    check_n_features(X, model.n_features_in_, "X", type(model).__name__)
-    if len(X.chunks[1]) > 1:
-        X = X.rechunk({1: -1})
-    centers = dask.delayed(np.asarray(model.cluster_centers_), name=f"ivfpq-centers-{uuid.uuid4().hex[:8]}")
-    return X.map_blocks(_predict_block, centers, model.metric == "cosine", dtype,
-                        drop_axis=1, dtype=np.int64, meta=np.empty((0,), dtype=np.int64))
+        return _LocalDaskBlocks(X, w, dtype, cosine)
+    if n_threads is not None:
+        check_positive_int(n_threads, "n_threads")
+    return DaskBlocks(client, X, weights, dtype, cosine, n_threads)

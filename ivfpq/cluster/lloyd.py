@@ -1,0 +1,389 @@
+"""The Lloyd loop, written once for every place rows can live.
+
+In memory, in blocks of an ``np.memmap`` and on Dask workers, a fit is the same
+sequence of calls on an executor (:mod:`ivfpq.cluster.executor`):
+
+1. ``assigner.prepare(centers, sample_x, sample_state)`` once per iteration, in one
+   task (for the graph assigner: the HNSW graph over the centroids, and the audits
+   that decide how this iteration searches, made on a fixed sample of rows chosen by
+   global row number);
+2. one task per block: assign the block's rows (:meth:`Assigner.assign`), then
+   reduce them to the fixed-point changes of the per-cluster sums and counts caused
+   by the points that moved, the fixed-point inertia and the number of moved points
+   (:mod:`ivfpq.kernels.lloyd`);
+3. the partials are added (integers: in any order, with the same result), empty
+   clusters get the farthest points (ties to the lower global row), and the update
+   step makes the new centroids in one task;
+4. only a few numbers come back to the caller: inertia, changed labels, convergence.
+
+Every per-row decision depends only on the row, its own state and values computed
+from all rows in an order-free way, so the result is the same bit for bit whatever
+the blocks, the executor and the thread count.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..kernels.lloyd import (
+    add_moved_points,
+    feature_scales,
+    fixed_moments,
+    fixed_point_scale,
+    fixed_total,
+    updated_centers,
+)
+from .assign import ExactAssigner
+from .executor import add_partials, block_of_rows, gather_rows
+
+__all__ = ["lloyd", "predict", "LloydResult", "BlockState", "FitScales", "WIDEN_BELOW"]
+
+#: Relative inertia decrease per iteration under which an approximate assigner is
+#: asked to search wider (see :meth:`Assigner.widen`).
+WIDEN_BELOW = 1e-4
+
+
+@dataclass
+class BlockState:
+    """A block's per-point state between Lloyd iterations."""
+
+    block: object  # executor.Block: offset and weights
+    labels: np.ndarray  # int64, -1 before the first assignment
+    sq_dists: np.ndarray  # float64, exact squared distance to the assigned centroid
+    state: object  # the assigner's memory for these rows (None for the exact assigner)
+
+
+@dataclass
+class FitScales:
+    """The fixed-point scales of one fit, from the order-free statistics of its data."""
+
+    n_rows: int
+    max_weight: float
+    max_abs: np.ndarray  # per feature, of the loop data
+    features: np.ndarray  # scales of the weighted per-cluster sums
+    weight: float  # scale of the per-cluster weights
+    moments: np.ndarray  # scales of the per-feature sums of x (tolerance)
+    sq_moments: np.ndarray  # ... and of x**2
+
+    @classmethod
+    def from_stats(cls, stats):
+        n, max_abs, max_weight = stats
+        max_abs = np.asarray(max_abs, dtype=np.float64)
+        return cls(int(n), float(max_weight), max_abs, feature_scales(n, max_weight, max_abs),
+                   fixed_point_scale(float(n) * float(max_weight)), feature_scales(n, 1.0, max_abs),
+                   feature_scales(n, 1.0, max_abs * max_abs))
+
+    def inertia_scale(self, centers):
+        """Scale of the weighted total of squared distances to ``centers``."""
+        reach = self.max_abs + np.max(np.abs(centers), axis=0).astype(np.float64)
+        return fixed_point_scale(self.n_rows * self.max_weight * float(np.sum(reach * reach)))
+
+
+@dataclass
+class LloydResult:
+    """What :func:`lloyd` returns; ``labels`` are filled by the caller from ``states``."""
+
+    centers: np.ndarray
+    states: list
+    inertia: float
+    n_iter: int
+    history: list = field(default_factory=list)
+    changed_fraction: list = field(default_factory=list)
+    work: list = field(default_factory=list)
+    labels: object = None
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+def _new_block_state(block, assigner):
+    n = block.weights.shape[0]
+    return BlockState(block, np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.float64),
+                      assigner.new_state(n))
+
+
+def _prepare_model(previous, centers, sample_x, sample_state, scales, copy_assigner):
+    """(assigner prepared for ``centers``, centers, inertia scale), in one task.
+
+    The model carries its centers so that the update step needs nothing older than
+    the model, which the loop keeps: a lost worker never forces a replay from the
+    first iteration.
+    """
+    assigner = previous[0] if isinstance(previous, tuple) else previous
+    if copy_assigner:
+        assigner = copy.deepcopy(assigner)
+    centers = np.ascontiguousarray(centers)
+    assigner.prepare(centers, sample_x, sample_state)
+    return assigner, centers, scales.inertia_scale(centers)
+
+
+def _widen_model(model, copy_assigner):
+    assigner, centers, inertia_scale = model
+    if copy_assigner:
+        assigner = copy.deepcopy(assigner)
+    assigner.widen()
+    return assigner, centers, inertia_scale
+
+
+def _lloyd_step(x, previous, model, scales, with_moments, copy_state):
+    """Assign one block; returns its new state and its partial
+    ``(sum changes, count changes, inertia, moved, work, sum x, sum x**2)``."""
+    assigner, centers, inertia_scale = model
+    n, d = x.shape
+    k = centers.shape[0]
+    state = copy.deepcopy(previous.state) if copy_state else previous.state
+    labels = np.empty(n, dtype=np.int64)
+    sq_dists = np.empty(n, dtype=np.float64)
+    work = int(assigner.assign(x, state, labels, sq_dists) or 0) if n else 0
+    weights = previous.block.weights
+    sums = np.zeros((k, d), dtype=np.int64)
+    counts = np.zeros(k, dtype=np.int64)
+    moved = int(add_moved_points(x, weights, previous.labels, labels, scales.features, scales.weight,
+                                 sums, counts))
+    inertia = int(fixed_total(sq_dists, weights, inertia_scale))
+    first = second = None
+    if with_moments:
+        first, second = np.zeros(d, dtype=np.int64), np.zeros(d, dtype=np.int64)
+        fixed_moments(x, scales.moments, scales.sq_moments, first, second)
+    return BlockState(previous.block, labels, sq_dists, state), (sums, counts, inertia, moved, work,
+                                                                 first, second)
+
+
+def _fixed_point_rows(points, weights, scales):
+    """The fixed-point contributions of ``points`` with ``weights`` (as the kernel makes them)."""
+    values = weights[:, None] * points.astype(np.float64) * scales.features[None, :]
+    return np.rint(values).astype(np.int64), np.rint(weights * scales.weight).astype(np.int64)
+
+
+def _summarize(reduced, totals, model, scales, spherical, tol, tol_abs, stop_when_allclose, moves):
+    """The update step on the reduced partials: (new centers, new totals, statistics)."""
+    _, centers, inertia_scale = model
+    delta_sums, delta_counts, inertia, moved, work, first, second = reduced
+    if totals is None:
+        sums, counts = delta_sums.copy(), delta_counts.copy()
+    else:
+        sums, counts = totals[0] + delta_sums, totals[1] + delta_counts
+    if first is not None:  # first iteration: the tolerance, from the data's variance
+        n = scales.n_rows
+        mean = first.astype(np.float64) / scales.moments / n
+        variance = np.maximum(second.astype(np.float64) / scales.sq_moments / n - mean * mean, 0.0)
+        tol_abs = float(np.mean(variance)) * tol
+    if moves is not None:
+        clusters, old, weights, points = moves
+        point_sums, point_counts = _fixed_point_rows(points, weights, scales)
+        np.subtract.at(sums, old, point_sums)
+        np.subtract.at(counts, old, point_counts)
+        sums[clusters] = point_sums
+        counts[clusters] = point_counts
+    updated, shift = updated_centers(np.ascontiguousarray(centers), sums, counts, scales.features,
+                                     scales.weight, spherical)
+    converged = bool(np.allclose(updated, centers)) if stop_when_allclose else shift <= tol_abs
+    stats = {
+        "inertia": float(inertia) / inertia_scale,
+        "changed": int(moved),
+        "work": int(work),
+        "empty": np.flatnonzero(counts == 0),
+        "converged": converged,
+        "tol_abs": tol_abs,
+    }
+    return updated, (sums, counts), stats
+
+
+def _final_inertia(reduced, model):
+    return float(reduced[2]) / model[2]
+
+
+def _farthest_rows(x, state, m):
+    """The ``m`` rows of positive weight farthest from their centroid, farthest first,
+    ties to the lower row."""
+    candidates = np.flatnonzero(state.block.weights > 0)
+    sq = state.sq_dists[candidates]
+    if candidates.size > m:
+        cut = np.partition(sq, candidates.size - m)[candidates.size - m]
+        candidates, sq = candidates[sq >= cut], sq[sq >= cut]
+    order = candidates[np.lexsort((candidates, -sq))][:m]
+    return (state.sq_dists[order], state.block.offset + order, state.block.weights[order],
+            x[order], state.labels[order])
+
+
+def _apply_moves(state, local_rows, clusters, model):
+    """The block after empty-cluster repair moved ``local_rows`` to ``clusters``."""
+    labels = state.labels.copy()
+    sq_dists = state.sq_dists.copy()
+    labels[local_rows] = clusters
+    sq_dists[local_rows] = 0.0
+    memory = copy.deepcopy(state.state)
+    model[0].relabel(memory, local_rows, clusters)
+    return BlockState(state.block, labels, sq_dists, memory)
+
+
+def _sample_state(state, local_rows):
+    return None if state.state is None else state.state[local_rows].copy()
+
+
+def _relocate_empty_clusters(ex, states, empty):
+    """Give each empty cluster one of the farthest points of all blocks (ties to the
+    lower global row). Returns the new states and the moves for :func:`_summarize`."""
+    m = len(empty)
+    found = ex.gather(ex.map(_farthest_rows, states, shared=(m,)))
+    sq, rows, weights, points, old = (np.concatenate([f[j] for f in found]) for j in range(5))
+    chosen = np.lexsort((rows, -sq))[:m]
+    clusters = np.asarray(empty[: chosen.size], dtype=np.int64)
+    moves = (clusters, old[chosen], weights[chosen], points[chosen])
+    owner = block_of_rows(ex, rows[chosen])
+    return clusters, owner, rows[chosen], moves
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=False,
+          stop_when_allclose=False, callback=None):
+    """Lloyd iterations over the blocks of executor ``ex``, from ``centers``.
+
+    Each iteration assigns every point with ``assigner`` and moves each centroid to
+    the weighted mean of its points. ``history`` gets one ``(seconds, inertia)`` pair
+    per iteration: the time since the call began and the inertia of that iteration's
+    assignment. Stops when no label changes, when the squared centroid shift is at
+    most ``tol`` times the mean per-feature variance of the data (or, with
+    ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
+    ones), or after ``max_iter`` iterations. An assigner that can widen its search is
+    asked to before either of the first two stops, and whenever an iteration lowers
+    the inertia by less than ``WIDEN_BELOW`` of it. The returned inertia belongs to
+    the returned centers and the labels in ``states``.
+
+    Parameters
+    ----------
+    ex : executor (see :mod:`ivfpq.cluster.executor`).
+    blocks, stats : what ``ex.validate()`` returned.
+    centers : (k, d) initial centroids.
+    assigner : an :class:`ivfpq.cluster.assign.Assigner`; it is reset first.
+    max_iter : int
+    tol : float, relative to the mean per-feature variance of the data.
+    """
+    start = time.perf_counter()
+    n = ex.n_rows
+    scales = FitScales.from_stats(stats)
+    centers = np.ascontiguousarray(centers, dtype=ex.dtype)
+    assigner.reset()
+    audit_rows = assigner.audit_rows(n)
+    sample_x, local_rows = None, None
+    if audit_rows is not None:
+        sample_x = gather_rows(ex, blocks, audit_rows)
+        owner = block_of_rows(ex, audit_rows)
+        local_rows = [audit_rows[owner == b] - ex.offsets[b] for b in range(ex.n_blocks)]
+
+    def sample_state(states):
+        if local_rows is None:
+            return None
+        parts = ex.gather(ex.map(_sample_state, states, local_rows, data=False))
+        return np.concatenate(parts) if parts[0] is not None else None
+
+    template = ex.put(assigner)
+    states = ex.map(_new_block_state, blocks, shared=(template,), data=False)
+    scales_handle = ex.put(scales)
+    model = ex.submit(_prepare_model, template, ex.put(centers), sample_x, sample_state(states),
+                      scales_handle, ex.remote, heavy=True)
+    totals = None
+    tol_abs = 0.0
+    history, changed_fraction, work = [], [], []
+    labels_match_centers = False
+    n_iter = 0
+    stats_now = None
+    widen_left = assigner.widen_steps()
+    previous_inertia = np.inf
+
+    for iteration in range(max_iter):
+        ex.keep(model)
+        states, reduced = ex.map_reduce(_lloyd_step, add_partials, states,
+                                        shared=(model, scales_handle, iteration == 0, ex.remote),
+                                        name="lloyd-step")
+        summary = ex.submit(_summarize, reduced, totals, model, scales_handle, spherical, tol, tol_abs,
+                            stop_when_allclose, None)
+        stats_now = ex.gather(ex.submit(operator.getitem, summary, 2))
+        tol_abs = stats_now["tol_abs"]
+        changed = stats_now["changed"]
+        if changed == 0:  # strict convergence: the update would not move anything
+            if widen_left:  # ... unless a wider search finds something: look again
+                widen_left -= 1
+                model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+                continue
+            labels_match_centers = True
+            break
+        n_iter += 1
+        if stats_now["empty"].size:
+            clusters, owner, rows, moves = _relocate_empty_clusters(ex, states, stats_now["empty"])
+            states = list(states)
+            for b in np.unique(owner):
+                mine = owner == b
+                states[b] = ex.submit(_apply_moves, states[b], rows[mine] - ex.offsets[b], clusters[mine],
+                                      model)
+            summary = ex.submit(_summarize, reduced, totals, model, scales_handle, spherical, tol,
+                                tol_abs, stop_when_allclose, moves)
+            stats_now = ex.gather(ex.submit(operator.getitem, summary, 2))
+        del reduced
+        totals = ex.submit(operator.getitem, summary, 1)
+        model = ex.submit(_prepare_model, model, ex.submit(operator.getitem, summary, 0), sample_x,
+                          sample_state(states), scales_handle, ex.remote, heavy=True)
+
+        inertia = stats_now["inertia"]
+        history.append((time.perf_counter() - start, inertia))
+        changed_fraction.append(changed / n)
+        work.append(stats_now["work"])
+        if callback is not None:
+            callback(n_iter, inertia, changed / n)
+        if stats_now["converged"]:
+            if not widen_left:
+                break
+            widen_left -= 1
+            model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+        elif widen_left and previous_inertia - inertia < WIDEN_BELOW * inertia:
+            widen_left -= 1  # an approximate search that has all but stalled looks further
+            model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+        previous_inertia = inertia
+
+    if labels_match_centers:
+        inertia = stats_now["inertia"]
+    else:
+        ex.keep(model)
+        states, reduced = ex.map_reduce(_lloyd_step, add_partials, states,
+                                        shared=(model, scales_handle, False, ex.remote), name="lloyd-final")
+        inertia = ex.gather(ex.submit(_final_inertia, reduced, model))
+    final_centers = ex.gather(ex.submit(operator.getitem, model, 1))
+    ex.drop_kept()
+    return LloydResult(final_centers, states, inertia, n_iter, history, changed_fraction, work)
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def _predict_block(x, block, centers):
+    n = x.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    sq_dists = np.empty(n, dtype=np.float64)
+    if n:
+        assigner = ExactAssigner()
+        assigner.prepare(centers)
+        assigner.assign(x, None, labels, sq_dists)
+    return BlockState(block, labels, sq_dists, None)
+
+
+def _weighted_block_total(state, scale):
+    return (int(fixed_total(state.sq_dists, state.block.weights, scale)),)
+
+
+def predict(ex, centers):
+    """The exact nearest centroid of every row of ``ex``'s data: (per-block states,
+    weighted total of the squared distances). One pass, for every executor."""
+    blocks, stats = ex.validate()
+    centers = np.ascontiguousarray(centers, dtype=ex.dtype)
+    states = ex.map(_predict_block, blocks, shared=(ex.put(centers),))
+    scale = FitScales.from_stats(stats).inertia_scale(centers)
+    total = ex.map_reduce(_weighted_block_total, add_partials, states, shared=(scale,), data=False,
+                          outputs=False)
+    return states, float(ex.gather(total)[0]) / scale
