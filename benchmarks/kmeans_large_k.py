@@ -48,9 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _harness import gaussian_mixture, load_shared, machine_line, print_table  # noqa: E402
 
-from ivfpq.cluster.assign import ExactAssigner, GraphAssigner  # noqa: E402
 from ivfpq._threads import resolve_n_threads, thread_limits  # noqa: E402
-from ivfpq.cluster.kmeans import lloyd  # noqa: E402
+from ivfpq.cluster.assign import Assigner, ExactAssigner, GraphAssigner  # noqa: E402
+from ivfpq.cluster.executor import local_executor  # noqa: E402
+from ivfpq.cluster.lloyd import lloyd  # noqa: E402
 
 TARGET_SLACK = 1.005
 CONTENDERS = ("ours-mop", "ours-exact", "sklearn", "faiss-exact", "faiss-hnsw")
@@ -73,25 +74,37 @@ class _BudgetReached(Exception):
     pass
 
 
-class _CountingAssigner:
+class _CountingAssigner(Assigner):
     """Wraps an assigner to record the node expansions of each assignment."""
 
     def __init__(self, inner):
         self.inner, self.expansions = inner, []
 
-    def prepare(self, centroids):
-        self.inner.prepare(centroids)
+    def reset(self):
+        self.inner.reset()
 
-    def new_state(self, n):
-        return self.inner.new_state(n)
+    def audit_rows(self, n_rows):
+        return self.inner.audit_rows(n_rows)
+
+    def new_state(self, n_rows):
+        return self.inner.new_state(n_rows)
+
+    def prepare(self, centroids, sample_x=None, sample_state=None):
+        self.inner.prepare(centroids, sample_x, sample_state)
 
     def relabel(self, state, rows, clusters):
         self.inner.relabel(state, rows, clusters)
 
+    def widen(self):
+        return self.inner.widen()
+
+    def widen_steps(self):
+        return self.inner.widen_steps()
+
     def assign(self, X, state, labels_out, sq_dist_out):
-        out = self.inner.assign(X, state, labels_out, sq_dist_out)
-        self.expansions.append(self.inner.last_expansions)
-        return out
+        work = self.inner.assign(X, state, labels_out, sq_dist_out)
+        self.expansions.append(work)
+        return work
 
 
 # ----------------------------------------------------------------------------- contenders
@@ -108,8 +121,10 @@ def run_ours(X, C0, assigner, budget, min_iters=0):
             raise _BudgetReached
 
     with thread_limits(resolve_n_threads(None)):
+        ex = local_executor(X, None, None, cosine=False)
+        blocks, stats = ex.validate()
         try:
-            lloyd(X, np.ones(X.shape[0]), C0, assigner, max_iter=10**6, tol=0.0, callback=callback)
+            lloyd(ex, blocks, stats, C0, assigner, max_iter=10**6, tol=0.0, callback=callback)
         except _BudgetReached:
             pass
     return trace

@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivfpq.kernels.hnsw import (
+from ._data import gaussian_mixture
     build_graph,
     draw_levels,
     knn_search,
@@ -20,9 +21,7 @@ def _brute_sq(A, B):
 
 
 def _blobs(n, d, seed):
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((20, d)) * 3
-    return (centres[rng.integers(0, 20, n)] + rng.standard_normal((n, d))).astype(np.float32)
+    return gaussian_mixture(n, d, 20, seed, spread=3.0)
 
 
 def _search(graph, query, seeds, ef, min_iterations):

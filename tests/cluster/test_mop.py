@@ -4,6 +4,7 @@ import pytest
 from ivfpq import KMeans
 from ivfpq.cluster.assign import GraphAssigner
 from ivfpq.cluster.kmeans import choose_algorithm, lloyd
+from .._data import gaussian_mixture
 
 
 def _cost(X, centers, labels, weights=None):
@@ -14,9 +15,7 @@ def _cost(X, centers, labels, weights=None):
 
 
 def _blobs(n, d, centres, seed, dtype=np.float32, std=1.0):
-    rng = np.random.default_rng(seed)
-    means = rng.standard_normal((centres, d)) * 4
-    return (means[rng.integers(0, centres, n)] + std * rng.standard_normal((n, d))).astype(dtype)
+    return gaussian_mixture(n, d, centres, seed, spread=4.0, std=std, dtype=dtype)
 
 
 def _datasets():

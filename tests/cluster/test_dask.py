@@ -15,6 +15,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 from ivfpq import KMeans  # noqa: E402
+from .._data import gaussian_mixture
 kmeans_module = importlib.import_module("ivfpq.cluster.kmeans")
 
 pytestmark = pytest.mark.dask
@@ -49,9 +50,7 @@ def client():
 
 
 def _blobs(n=2000, d=6, centers=8, seed=0):
-    rng = np.random.default_rng(seed)
-    means = rng.standard_normal((centers, d)) * 5
-    return (means[rng.integers(0, centers, n)] + rng.standard_normal((n, d))).astype(np.float32)
+    return gaussian_mixture(n, d, centers, seed, spread=5.0)
 
 
 # Unequal chunks and an empty one.
