@@ -50,8 +50,7 @@ from _harness import gaussian_mixture, load_shared, machine_line, print_table  #
 
 from ivfpq._threads import resolve_n_threads, thread_limits  # noqa: E402
 from ivfpq.cluster.assign import Assigner, ExactAssigner, GraphAssigner  # noqa: E402
-from ivfpq.cluster.executor import local_executor  # noqa: E402
-from ivfpq.cluster.lloyd import lloyd  # noqa: E402
+from ivfpq.cluster.lloyd import lloyd_on_array  # noqa: E402
 
 TARGET_SLACK = 1.005
 CONTENDERS = ("ours-mop", "ours-exact", "sklearn", "faiss-exact", "faiss-hnsw")
@@ -121,10 +120,8 @@ def run_ours(X, C0, assigner, budget, min_iters=0):
             raise _BudgetReached
 
     with thread_limits(resolve_n_threads(None)):
-        ex = local_executor(X, None, None, cosine=False)
-        blocks, stats = ex.validate()
         try:
-            lloyd(ex, blocks, stats, C0, assigner, max_iter=10**6, tol=0.0, callback=callback)
+            lloyd_on_array(X, C0, assigner, max_iter=10**6, tol=0.0, callback=callback)
         except _BudgetReached:
             pass
     return trace

@@ -8,6 +8,7 @@ never changes the result.
 
 from __future__ import annotations
 
+import inspect
 import time
 from contextlib import contextmanager
 
@@ -19,7 +20,6 @@ from .._validation import (
     check_array,
     check_choice,
     check_is_fitted,
-    check_lazy_array,
     check_n_features,
     check_positive_float,
     check_positive_int,
@@ -424,10 +424,8 @@ class KMeans(_ParamsMixin, Persistable):
         self
         """
         n_threads = resolve_n_threads(self.n_threads)
-        dtype = check_lazy_array(X, "X") if hasattr(X, "ndim") and hasattr(X, "dtype") else None
         ex = self._executor(X, sample_weight, block_rows)
-        n_clusters, init, n_init, max_iter, tol = self._check_params(ex.n_rows, ex.n_features,
-                                                                   dtype or ex.dtype)
+        n_clusters, init, n_init, max_iter, tol = self._check_params(ex.n_rows, ex.n_features, ex.dtype)
         rng = check_random_state(self.random_state)
         self.algorithm_ = self.algorithm
         if self.algorithm == "auto":

@@ -39,9 +39,9 @@ from ..kernels.lloyd import (
     updated_centers,
 )
 from .assign import ExactAssigner
-from .executor import add_partials, block_of_rows, gather_rows
+from .executor import add_partials, block_of_rows, gather_rows, local_executor
 
-__all__ = ["lloyd", "predict", "LloydResult", "BlockState", "FitScales", "WIDEN_BELOW"]
+__all__ = ["lloyd", "lloyd_on_array", "predict", "LloydResult", "BlockState", "FitScales", "WIDEN_BELOW"]
 
 #: Relative inertia decrease per iteration under which an approximate assigner is
 #: asked to search wider (see :meth:`Assigner.widen`).
@@ -387,3 +387,24 @@ def predict(ex, centers):
     total = ex.map_reduce(_weighted_block_total, add_partials, states, shared=(scale,), data=False,
                           outputs=False)
     return states, float(ex.gather(total)[0]) / scale
+
+
+def lloyd_on_array(X, centers, assigner, max_iter, tol=0.0, *, sample_weight=None, block_rows=None,
+                   spherical=False, stop_when_allclose=False, callback=None):
+    """:func:`lloyd` on an in-memory array (validated here); ``labels`` filled in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ivfpq.cluster.assign import ExactAssigner
+    >>> X = np.array([[0, 0], [0, 1], [9, 9], [9, 8]], dtype=np.float32)
+    >>> result = lloyd_on_array(X, X[[0, 2]], ExactAssigner(), max_iter=10)
+    >>> result.labels.tolist(), result.centers.tolist(), result.inertia
+    ([0, 0, 1, 1], [[0.0, 0.5], [9.0, 8.5]], 1.0)
+    """
+    ex = local_executor(X, sample_weight, block_rows, cosine=False)
+    blocks, stats = ex.validate()
+    result = lloyd(ex, blocks, stats, centers, assigner, max_iter, tol, spherical=spherical,
+                   stop_when_allclose=stop_when_allclose, callback=callback)
+    result.labels = ex.labels(result.states)
+    return result

@@ -29,7 +29,8 @@ _HEADROOM_BITS = 61  # totals stay below 2**61, a quarter of int64's range
 
 
 def fixed_point_scale(bound):
-    """The power of two ``2**s`` such that ``bound * 2**s < 2**61`` (1.0 for bound 0).
+    """The largest power of two ``2**s <= 2**1000`` with ``bound * 2**s < 2**61`` (1.0 for
+    bound 0).
 
     Examples
     --------
@@ -40,7 +41,9 @@ def fixed_point_scale(bound):
     if not bound > 0 or not np.isfinite(bound):
         return 1.0
     _, exponent = np.frexp(bound)
-    return float(np.ldexp(1.0, _HEADROOM_BITS - int(exponent)))
+    # Capped where a tiny bound would overflow the scale: the totals are then far
+    # below 2**61 anyway.
+    return float(np.ldexp(1.0, min(_HEADROOM_BITS - int(exponent), 1000)))
 
 
 def feature_scales(n_rows, max_weight, max_abs):

@@ -249,34 +249,18 @@ def test_kmeans_function_errors():
         kmeans([[0.0, np.nan]], 1)
 
 
-def test_relocation_takes_the_farthest_points_in_row_order_on_ties():
-    from ivfpq.cluster.kmeans import _relocate_empty_clusters
-    from ivfpq.kernels.lloyd import cluster_sums
+def test_relocation_takes_the_farthest_points_lower_row_first_on_ties():
+    from ivfpq.cluster.executor import Block
+    from ivfpq.cluster.lloyd import BlockState, _farthest_rows
 
     rng = np.random.default_rng(3)
     X = rng.standard_normal((500, 3)).astype(np.float32)
-    labels = rng.integers(0, 5, 500)  # clusters 5..7 are empty
     sq = np.round(rng.random(500) * 4) / 4  # many ties
     weights = np.ones(500)
-    sums, counts = cluster_sums(X, labels, weights, 8)
-    expected_rows = np.argsort(-sq, kind="stable")[:3]
-    moved = _relocate_empty_clusters(X, weights, labels, sq.copy(), sums, counts)
-    np.testing.assert_array_equal(moved, expected_rows)
-    np.testing.assert_array_equal(labels[moved], [5, 6, 7])
-    np.testing.assert_allclose(sums, cluster_sums(X, labels, weights, 8)[0], atol=1e-9)
-
-
-def test_weighted_sq_norm_total_matches_numpy_on_any_thread_count():
-    import numba
-
-    from ivfpq.kernels.lloyd import weighted_sq_norm_total
-
-    X = np.random.default_rng(4).standard_normal((10_000, 7)).astype(np.float32)
-    w = np.random.default_rng(5).random(10_000)
-    values = []
-    for threads in (1, numba.config.NUMBA_NUM_THREADS):
-        numba.set_num_threads(threads)
-        values.append(weighted_sq_norm_total(X, w))
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    assert values[0] == values[1]
-    assert values[0] == pytest.approx(float(w @ (X.astype(np.float64) ** 2).sum(1)), rel=1e-12)
+    weights[7] = 0.0  # never moved
+    state = BlockState(Block(1000, weights), rng.integers(0, 5, 500), sq, None)
+    _, rows, _, points, _ = _farthest_rows(X, state, 3)
+    candidates = np.flatnonzero(weights > 0)
+    expected = candidates[np.argsort(-sq[candidates], kind="stable")[:3]]
+    np.testing.assert_array_equal(rows, 1000 + expected)
+    np.testing.assert_array_equal(points, X[expected])

@@ -3,7 +3,9 @@ import pytest
 
 from ivfpq import KMeans
 from ivfpq.cluster.assign import GraphAssigner
-from ivfpq.cluster.kmeans import choose_algorithm, lloyd
+from ivfpq.cluster.assign import Assigner, ExactAssigner
+from ivfpq.cluster.kmeans import choose_algorithm
+from ivfpq.cluster.lloyd import lloyd_on_array
 from .._data import gaussian_mixture
 
 
@@ -99,7 +101,7 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
                      {"cold_start": "graph"}, {"stay_check": False}, {"cold_start": "two-level"}):
         assigner = GraphAssigner(M=4, ef_construction=16, ef_search=2, bulk_size=128,
                                  rebuild_fraction=1.0, **switches)
-        result = lloyd(X, weights, C0, assigner, 8)
+        result = lloyd_on_array(X, C0, assigner, 8, sample_weight=weights)
         inertias = np.array([i for _, i in result.history])
         assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1]), switches
         assert result.inertia == pytest.approx(_cost(X, result.centers, result.labels), rel=1e-9)
@@ -167,28 +169,21 @@ def test_widen_doubles_the_beam_up_to_the_widest_and_resets_per_run():
     assert assigner.widen_steps() == 2
     assert [assigner.widen() for _ in range(3)] == [True, True, False]
     assert assigner._ef == 32
-    assigner.new_state(3)
+    assigner.reset()
     assert assigner._ef == 8
     assert GraphAssigner(ef_search=6, max_ef_search=20).widen_steps() == 2  # 6 -> 12 -> 20
     assert GraphAssigner(ef_search=8, max_ef_search=4).widen_steps() == 0
 
 
-class _WideningExact:
+class _WideningExact(ExactAssigner):
     """Exact assignment that counts the loop's calls to widen()."""
 
     def __init__(self, steps):
-        from ivfpq.cluster.assign import ExactAssigner
+        super().__init__()
+        self.steps, self.left, self.calls = steps, steps, 0
 
-        self.inner, self.left, self.calls = ExactAssigner(), steps, 0
-
-    def prepare(self, centroids):
-        self.inner.prepare(centroids)
-
-    def new_state(self, n):
-        return None
-
-    def assign(self, *args):
-        return self.inner.assign(*args)
+    def widen_steps(self):
+        return self.steps
 
     def widen(self):
         self.calls += 1
@@ -202,11 +197,11 @@ class _WideningExact:
 def test_lloyd_asks_for_a_wider_search_before_it_stops(tol):
     X = _blobs(800, 5, 10, seed=2)
     C0 = X[:10].copy()
-    plain = lloyd(X, np.ones(800), C0, _WideningExact(0), 100, tol=tol)
+    plain = lloyd_on_array(X, C0, _WideningExact(0), 100, tol=tol)
     assigner = _WideningExact(2)
-    widened = lloyd(X, np.ones(800), C0, assigner, 100, tol=tol)
+    widened = lloyd_on_array(X, C0, assigner, 100, tol=tol)
     # Exact assignment cannot improve: the two extra looks change nothing but are made.
-    assert assigner.calls == 3
+    assert assigner.calls == 2
     np.testing.assert_array_equal(widened.labels, plain.labels)
     assert widened.n_iter == len(widened.history) == len(widened.changed_fraction)
 
@@ -217,8 +212,9 @@ def test_auto_cold_start_picks_two_level_for_coarse_clusters_and_graph_otherwise
     for X, expected in ((clustered, "two-level"), (uniform, "graph")):
         C = X[np.random.default_rng(0).choice(len(X), 200, replace=False)].copy()
         assigner = GraphAssigner(seed=0)
-        assigner.prepare(C)
         state = assigner.new_state(len(X))
+        rows = assigner.audit_rows(len(X))
+        assigner.prepare(C, X[rows], state[rows])
         labels, sq = np.empty(len(X), np.int64), np.empty(len(X))
         assigner.assign(X, state, labels, sq)
         assert assigner.cold_start_ == expected, assigner.cold_agreement_
@@ -233,7 +229,7 @@ def test_stay_check_is_audited_every_warm_iteration_and_keeps_the_guarantee():
     runs = {}
     for check in (True, False):
         assigner = GraphAssigner(ef_search=4, bulk_size=256, stay_check=check, cold_start="graph")
-        result = lloyd(X, np.ones(6000), C0, assigner, 6)
+        result = lloyd_on_array(X, C0, assigner, 6)
         inertias = np.array([i for _, i in result.history])
         assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1])
         runs[check] = (assigner, result)
