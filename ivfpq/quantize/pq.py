@@ -57,7 +57,7 @@ class _SubspaceKMeans(KMeans):
     10,000 x 8 to 256 centroids on one thread, about 2x the default 8 MB blocks).
     """
 
-    def _make_assigner(self, X, n_clusters, rng=None):
+    def _make_assigner(self, n_samples, n_features, n_clusters, rng):
         return ExactAssigner(block_rows=SUBSPACE_BLOCK_ROWS)
 
 
