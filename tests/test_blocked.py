@@ -8,6 +8,7 @@ import pytest
 from ivfpq import KMeans as _KMeans
 from ivfpq.cluster import blocked
 from ivfpq.cluster.blocked import _StreamingTree, tree_reduce
+from ivfpq.io import read_vectors
 
 
 def KMeans(*args, **kwargs):
@@ -139,11 +140,10 @@ def test_fvecs_memmap_fit_equals_in_memory(tmp_path):
 
 
 def test_fvecs_opened_by_ivfpq_io_is_clustered_block_by_block(tmp_path):
-    io = pytest.importorskip("ivfpq.io")
     X = _blobs(2500, d=10)
     path = tmp_path / "x.fvecs"
     write_fvecs(path, X)
-    X_file = io.read_vectors(path)
+    X_file = read_vectors(path)
     assert isinstance(X_file, np.memmap)
     init = X[:7].copy()
     reference = KMeans(7, init=init, max_iter=20, tol=0).fit(X)
@@ -239,8 +239,6 @@ def test_block_rows_accepts_any_array_like():
 
 
 def test_mop_blocked_fit_equals_in_memory_fit(tmp_path):
-    if "mop" not in getattr(_KMeans, "_algorithms", ()):
-        pytest.skip("algorithm='mop' (GraphAssigner) is not in this build yet")
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((4000, 12)) + rng.integers(0, 40, (4000, 1))).astype(np.float32)
     init = X[:150].copy()

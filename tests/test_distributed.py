@@ -100,8 +100,6 @@ def test_exact_fit_equals_in_memory_fit(client):
 
 
 def test_mop_fit_equals_in_memory_fit(client):
-    if "mop" not in getattr(KMeans, "_algorithms", ()):
-        pytest.skip("algorithm='mop' (GraphAssigner) is not in this build yet")
     X = _blobs(n=2048, d=8, centers=40, seed=4)
     init = X[:60].copy()
     # mop searches bulks of bulk_size consecutive rows, in an order sorted within the
