@@ -2,13 +2,16 @@
 
 Every public entry point runs its kernels inside :func:`thread_limits`, so a Numba
 parallel region never competes with a BLAS pool of another size. The threadpoolctl
-controller is built once: building one inspects every loaded library (~0.3 ms),
-which is more than a search of a few queries takes.
+controller is built once: building one inspects every loaded library, which can take
+longer than a search of a few queries (benchmarks/README.md, "Figures behind the
+code's constants").
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
+
+import numba
 
 from ._validation import check_positive_int
 
@@ -19,8 +22,6 @@ _controller = None
 
 def resolve_n_threads(n_threads) -> int:
     """``None`` means every core Numba may use; larger requests are capped there."""
-    import numba
-
     available = numba.config.NUMBA_NUM_THREADS
     if n_threads is None:
         return available
@@ -40,8 +41,6 @@ def _blas_controller():
 @contextmanager
 def thread_limits(n_threads: int):
     """Run Numba kernels and BLAS on ``n_threads`` threads, then restore both."""
-    import numba
-
     previous = numba.get_num_threads()
     numba.set_num_threads(n_threads)
     try:

@@ -7,7 +7,9 @@ what they are given. Each error names the parameter, what it got and what it acc
 from __future__ import annotations
 
 import numbers
+import os
 import sys
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -16,7 +18,6 @@ __all__ = [
     "check_array",
     "check_sample_weight",
     "check_positive_int",
-    "check_nonnegative_int",
     "check_positive_float",
     "check_choice",
     "check_random_state",
@@ -28,7 +29,11 @@ __all__ = [
     "check_codes",
     "check_path",
     "check_ids",
-    "check_bool",
+    "Interval",
+    "Options",
+    "validate_params",
+    "canonical_metric",
+    "METRIC_ALIASES",
 ]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
@@ -186,10 +191,6 @@ def check_positive_int(value, name: str, *, minimum: int = 1, maximum: int | Non
     return value
 
 
-def check_nonnegative_int(value, name: str, *, maximum: int | None = None) -> int:
-    return check_positive_int(value, name, minimum=0, maximum=maximum)
-
-
 def check_positive_float(value, name: str, *, allow_zero: bool = False) -> float:
     """``value`` as a finite float > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -321,6 +322,8 @@ def check_block_weights(weights, n_rows: int, row_offset: int) -> np.ndarray:
             f"at row {row_offset}"
         )
     return out
+
+
 def check_codes(codes, n_subspaces: int, nbits: int, name: str = "codes") -> np.ndarray:
     """PQ codes as a C-contiguous ``(n, n_subspaces)`` array of the code dtype.
 
@@ -360,8 +363,6 @@ def check_codes(codes, n_subspaces: int, nbits: int, name: str = "codes") -> np.
 
 def check_path(path, name: str = "path"):
     """``path`` must be a ``str`` or ``os.PathLike`` (file objects are not accepted)."""
-    import os
-
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{name} must be a str or os.PathLike file path, got {_describe(path)}")
     if os.fspath(path) == "":
@@ -393,8 +394,372 @@ def check_ids(ids, n: int, name: str = "ids") -> np.ndarray:
     return arr
 
 
-def check_bool(value, name: str) -> bool:
-    """``value`` must be a bool (NumPy bools too); 0/1 and strings are refused."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
-    return bool(value)
+# ----------------------------------------------------------------------------- parameters
+# Each estimator states the rules of its parameters once, in a class attribute
+# ``_parameter_constraints`` (parameter name -> list of accepted alternatives), and checks
+# them with one call of validate_params at the start of fit / train / add. Rules that tie
+# several parameters together (e.g. ``refine`` needs ``keep_raw``) stay as code after it.
+
+#: The canonical metric names and the other spellings each accepts. "l2" ranks by
+#: (squared) Euclidean distance: the order, hence every neighbour and assignment, is the
+#: same for the distance and its square, and the distances reported are squared.
+#: "ip" ranks by inner product, largest first. "cosine" ranks by cosine similarity
+#: (ann-benchmarks calls it "angular").
+METRIC_ALIASES = {
+    "l2": ("l2", "sqeuclidean", "euclidean"),
+    "ip": ("ip", "inner_product", "dot"),
+    "cosine": ("cosine", "angular"),
+}
+_CANONICAL_METRIC = {alias: name for name, aliases in METRIC_ALIASES.items() for alias in aliases}
+
+
+def _join(phrases, last=" or "):
+    """["a", "b", "c"] -> "a, b or c"."""
+    phrases = list(phrases)
+    if len(phrases) <= 1:
+        return "".join(phrases)
+    return ", ".join(phrases[:-1]) + last + phrases[-1]
+
+
+class _Constraint:
+    """One accepted alternative for a parameter.
+
+    ``matches_type(value)`` says whether the value is of a kind this alternative takes
+    (so that a failure is a ``ValueError``, not a ``TypeError``); ``accepts(value)``
+    whether it is accepted; ``phrases()`` what it accepts, as short phrases;
+    ``finite_set`` whether it names a finite set of values (then the message reads
+    "one of ...").
+    """
+
+    finite_set = False
+
+    def matches_type(self, value) -> bool:
+        return self.accepts(value)
+
+    def accepts(self, value) -> bool:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def phrases(self):  # pragma: no cover
+        raise NotImplementedError
+
+
+class Interval(_Constraint):
+    """Integers or finite real numbers between two bounds.
+
+    Parameters
+    ----------
+    type : {int, float}
+        ``int`` accepts any integer (NumPy's too, never a bool); ``float`` any finite
+        real number, integers included (never a bool).
+    left, right : number or None
+        The bounds; None means unbounded on that side.
+    closed : {"both", "left", "right", "neither"}, default="both"
+        Which bounds belong to the interval.
+
+    Examples
+    --------
+    >>> from ivfpq._validation import Interval, validate_params
+    >>> validate_params({"nbits": 8}, {"nbits": [Interval(int, 1, 16)]})
+    {'nbits': 8}
+    >>> validate_params({"nbits": 0}, {"nbits": [Interval(int, 1, 16)]})
+    Traceback (most recent call last):
+    ...
+    ValueError: nbits must be an integer in [1, 16], got 0
+    """
+
+    def __init__(self, type, left, right, *, closed="both"):
+        if type not in (int, float):
+            raise TypeError(f"Interval type must be int or float, got {type!r}")
+        if closed not in ("both", "left", "right", "neither"):
+            raise ValueError(f"closed must be 'both', 'left', 'right' or 'neither', got {closed!r}")
+        if left is not None and right is not None and left > right:
+            raise ValueError(f"Interval bounds are reversed: left={left!r} > right={right!r}")
+        self.type, self.left, self.right, self.closed = type, left, right, closed
+
+    def matches_type(self, value) -> bool:
+        if isinstance(value, (bool, np.bool_)):
+            return False
+        kind = numbers.Integral if self.type is int else numbers.Real
+        return isinstance(value, kind)
+
+    def accepts(self, value) -> bool:
+        if not self.matches_type(value):
+            return False
+        if self.type is float and not np.isfinite(float(value)):
+            return False
+        left_closed = self.closed in ("both", "left")
+        right_closed = self.closed in ("both", "right")
+        if self.left is not None and (value < self.left or (value == self.left and not left_closed)):
+            return False
+        if self.right is not None and (value > self.right or (value == self.right and not right_closed)):
+            return False
+        return True
+
+    def phrases(self):
+        kind = "an integer" if self.type is int else "a finite number"
+        left_closed = self.closed in ("both", "left")
+        right_closed = self.closed in ("both", "right")
+        if self.left is None and self.right is None:
+            return [kind]
+        if self.right is None:
+            return [f"{kind} {'>=' if left_closed else '>'} {self.left}"]
+        if self.left is None:
+            return [f"{kind} {'<=' if right_closed else '<'} {self.right}"]
+        brackets = ("[" if left_closed else "(") + "{}, {}" + ("]" if right_closed else ")")
+        return [f"{kind} in " + brackets.format(self.left, self.right)]
+
+
+class Options(_Constraint):
+    """A finite set of accepted values (strings, usually).
+
+    A value of another type than the options' is a ``TypeError``; one of the same type
+    that is not among them a ``ValueError``.
+
+    Parameters
+    ----------
+    values : iterable
+        The accepted values; a set is listed sorted in messages, a tuple or list in
+        its own order.
+
+    Examples
+    --------
+    >>> from ivfpq._validation import Options, validate_params
+    >>> validate_params({"codebook": "opq"}, {"codebook": [Options(("kmeans", "tile"))]})
+    Traceback (most recent call last):
+    ...
+    ValueError: codebook must be one of 'kmeans', 'tile', got 'opq'
+    """
+
+    finite_set = True
+
+    def __init__(self, values):
+        if isinstance(values, (set, frozenset)):
+            values = sorted(values, key=repr)
+        self.values = tuple(values)
+        if not self.values:
+            raise ValueError("Options needs at least one value")
+        self._types = tuple({type(v) for v in self.values})
+
+    def matches_type(self, value) -> bool:
+        return isinstance(value, self._types) and not (
+            isinstance(value, (bool, np.bool_)) and bool not in self._types)
+
+    def accepts(self, value) -> bool:
+        return self.matches_type(value) and value in self.values
+
+    def phrases(self):
+        return [repr(v) for v in self.values]
+
+
+class Metric(_Constraint):
+    """A metric name among ``allowed`` canonical names, in any spelling of
+    :data:`METRIC_ALIASES`; see :func:`canonical_metric`."""
+
+    finite_set = True
+
+    def __init__(self, allowed=tuple(METRIC_ALIASES)):
+        unknown = [name for name in allowed if name not in METRIC_ALIASES]
+        if unknown:
+            raise ValueError(f"unknown canonical metric(s) {unknown}; known: {list(METRIC_ALIASES)}")
+        self.allowed = tuple(allowed)
+
+    def matches_type(self, value) -> bool:
+        return isinstance(value, str)
+
+    def accepts(self, value) -> bool:
+        return isinstance(value, str) and _CANONICAL_METRIC.get(value) in self.allowed
+
+    def phrases(self):
+        return [repr(name) for name in self.allowed]
+
+    def note(self):
+        aliases = [repr(a) for name in self.allowed for a in METRIC_ALIASES[name] if a != name]
+        return f" (or an alias: {', '.join(aliases)})" if aliases else ""
+
+
+class _Predicate(_Constraint):
+    """A named test (the string constraints and ``None``)."""
+
+    def __init__(self, accepts, phrases, matches_type=None, finite_set=False):
+        self._accepts, self._phrases, self.finite_set = accepts, phrases, finite_set
+        self._matches_type = matches_type or accepts
+
+    def accepts(self, value) -> bool:
+        return bool(self._accepts(value))
+
+    def matches_type(self, value) -> bool:
+        return bool(self._matches_type(value))
+
+    def phrases(self):
+        return list(self._phrases)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_array_like(value) -> bool:
+    return isinstance(value, (np.ndarray, list, tuple)) or hasattr(value, "__array__")
+
+
+def _is_random_state(value) -> bool:
+    if value is None or isinstance(value, (np.random.Generator, np.random.RandomState)):
+        return True
+    return _is_integer(value) and value >= 0
+
+
+_NAMED_CONSTRAINTS = {
+    "array-like": _Predicate(_is_array_like, ["an array-like"]),
+    "boolean": _Predicate(lambda v: isinstance(v, (bool, np.bool_)), ["True or False"], finite_set=True),
+    "random_state": _Predicate(
+        _is_random_state, ["None, an int >= 0, a numpy Generator or a numpy RandomState"],
+        matches_type=lambda v: _is_integer(v) or _is_random_state(v)),
+}
+_NONE = _Predicate(lambda v: v is None, ["None"], finite_set=True)
+_CALLABLE = _Predicate(callable, ["a callable"])
+
+
+def _as_constraint(spec) -> _Constraint:
+    if isinstance(spec, _Constraint):
+        return spec
+    if spec is None:
+        return _NONE
+    if isinstance(spec, str):
+        try:
+            return _NAMED_CONSTRAINTS[spec]
+        except KeyError:
+            raise ValueError(
+                f"unknown constraint {spec!r}; named constraints: {', '.join(map(repr, _NAMED_CONSTRAINTS))}"
+            ) from None
+    if spec is callable:
+        return _CALLABLE
+    if isinstance(spec, type):
+        return _Predicate(lambda v: isinstance(v, spec), [f"an instance of {spec.__name__}"])
+    raise TypeError(f"not a parameter constraint: {spec!r}")
+
+
+def _expected(constraints) -> str:
+    """What a list of alternatives accepts, in words."""
+    phrases = [p for c in constraints for p in c.phrases()]
+    if all(c.finite_set for c in constraints):
+        text = phrases[0] if len(phrases) == 1 else "one of " + ", ".join(phrases)
+    else:
+        text = _join(phrases)
+    return text + "".join(c.note() for c in constraints if isinstance(c, Metric))
+
+
+def validate_params(params, constraints) -> dict:
+    """Check parameters against declared constraints; raise naming the first bad one.
+
+    Parameters
+    ----------
+    params : object or mapping
+        An estimator (values are read as its attributes) or a dict of values.
+    constraints : dict
+        Parameter name -> a list of accepted alternatives (a single alternative may be
+        given bare). A value is valid when any alternative accepts it. The vocabulary:
+
+        * ``Interval(int, left, right, closed="both")``, ``Interval(float, ...)``:
+          integers, or finite real numbers, between bounds (None: unbounded);
+        * ``Options(values)``: one of a finite set (strings, usually);
+        * ``Metric(allowed)``: a metric name among ``allowed``, in any spelling of
+          :data:`METRIC_ALIASES` (use :func:`canonical_metric` to read it);
+        * ``None``: the value None;
+        * ``"boolean"``: True or False (NumPy bools too; never 0 or 1);
+        * ``"array-like"``: an ndarray, list, tuple or anything with ``__array__``;
+        * ``"random_state"``: None, an int >= 0, a numpy Generator or RandomState;
+        * ``callable``: anything callable;
+        * a class: an instance of it.
+
+    Returns
+    -------
+    dict
+        Parameter name -> value, for the names in ``constraints`` (values unchanged).
+
+    Raises
+    ------
+    TypeError
+        When the value is of a kind no alternative takes (a float for an integer, a
+        number for a string option).
+    ValueError
+        When it is of the right kind but out of range or not among the options.
+        Either message reads ``"<name> must be <what it accepts>, got <value>"``.
+    KeyError, AttributeError
+        When ``params`` lacks a constrained parameter (a mistake in the constraints).
+
+    Examples
+    --------
+    >>> from ivfpq._validation import Interval, Options, validate_params
+    >>> constraints = {
+    ...     "nlist": [Interval(int, 1, None)],
+    ...     "quantizer": [Options(("auto", "exact", "hnsw"))],
+    ...     "refine": [Interval(int, 1, None), None],
+    ...     "keep_raw": ["boolean"],
+    ...     "random_state": ["random_state"],
+    ... }
+    >>> validate_params(dict(nlist=16, quantizer="auto", refine=None, keep_raw=False,
+    ...                      random_state=0), constraints)["nlist"]
+    16
+    >>> validate_params(dict(nlist=16.0, quantizer="auto", refine=None, keep_raw=False,
+    ...                      random_state=0), constraints)
+    Traceback (most recent call last):
+    ...
+    TypeError: nlist must be an integer >= 1, got 16.0 (float)
+    """
+    read = params.__getitem__ if isinstance(params, Mapping) else (lambda n: getattr(params, n))
+    values = {}
+    for name, alternatives in constraints.items():
+        if not isinstance(alternatives, (list, tuple)):
+            alternatives = [alternatives]
+        alternatives = [_as_constraint(spec) for spec in alternatives]
+        value = read(name)
+        values[name] = value
+        if any(c.accepts(value) for c in alternatives):
+            continue
+        expected = _expected(alternatives)
+        if any(c.matches_type(value) for c in alternatives):
+            shown = repr(value)
+            if len(shown) > 60:
+                shown = shown[:57] + "..."
+            raise ValueError(f"{name} must be {expected}, got {shown}")
+        raise TypeError(f"{name} must be {expected}, got {_describe(value)}")
+    return values
+
+
+def canonical_metric(value, name: str = "metric", allowed=tuple(METRIC_ALIASES)) -> str:
+    """The canonical name ("l2", "ip" or "cosine") of a metric given in any spelling.
+
+    Parameters
+    ----------
+    value : str
+        A name from :data:`METRIC_ALIASES`: "l2" = "sqeuclidean" = "euclidean",
+        "ip" = "inner_product" = "dot", "cosine" = "angular".
+    name : str, default="metric"
+        The parameter's name, for the error message.
+    allowed : sequence of str, default=("l2", "ip", "cosine")
+        The canonical names the caller supports.
+
+    Returns
+    -------
+    str
+        One of ``allowed``.
+
+    Raises
+    ------
+    TypeError
+        ``value`` is not a string.
+    ValueError
+        ``value`` is no known spelling of an allowed metric.
+
+    Examples
+    --------
+    >>> from ivfpq._validation import canonical_metric
+    >>> canonical_metric("sqeuclidean"), canonical_metric("inner_product", allowed=("l2", "ip"))
+    ('l2', 'ip')
+    >>> canonical_metric("cosine", allowed=("l2", "ip"))
+    Traceback (most recent call last):
+    ...
+    ValueError: metric must be one of 'l2', 'ip' (or an alias: 'sqeuclidean', 'euclidean', 'inner_product', 'dot'), got 'cosine'
+    """
+    validate_params({name: value}, {name: [Metric(allowed)]})
+    return _CANONICAL_METRIC[value]

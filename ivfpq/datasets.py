@@ -9,9 +9,26 @@ from pathlib import Path
 import numpy as np
 
 from ._validation import check_positive_float, check_positive_int, check_random_state
-from .io import EXTENSIONS, read_labels, read_vectors
+from .io import (
+    EXTENSIONS,
+    VectorFileError,
+    read_float32,
+    read_labels,
+    read_vectors,
+    split_dataset_path,
+)
 
-__all__ = ["make_blobs", "data_root", "dataset_files", "load_dataset"]
+__all__ = [
+    "make_blobs",
+    "data_root",
+    "dataset_files",
+    "load_dataset",
+    "HDF5_ROLE_DATASETS",
+    "resolve_input",
+    "read_input",
+    "read_input_ids",
+    "ground_truth_source",
+]
 
 
 def make_blobs(n_samples=1000, n_features=2, centers=5, cluster_std=1.0, spread=10.0,
@@ -196,3 +213,150 @@ def load_dataset(name, root=None, *, mmap=True) -> dict:
     for role, path in files.items():
         out[role] = read_labels(path) if role in _ONE_D_ROLES else read_vectors(path, mmap=mmap)
     return out
+
+
+# ----------------------------------------------------------------------------- inputs by role
+# A command names its input as a file, as ``file.hdf5:dataset``, or as a dataset folder;
+# the role (base vectors, queries, ground truth) picks the folder's file, or the
+# ann-benchmarks dataset of an HDF5 file named without one.
+
+#: The ann-benchmarks HDF5 dataset each role means when a path names none.
+HDF5_ROLE_DATASETS = {"base": "train", "query": "test", "groundtruth": "neighbors"}
+
+
+def resolve_input(path, role="base", dataset=None):
+    """The file and HDF5 dataset that an input names for ``role``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A vector file, ``file.hdf5:dataset``, or a dataset folder (see
+        :func:`dataset_files`).
+    role : {"base", "query", "groundtruth", "labels", "query_labels"}, default="base"
+        Which of a folder's files, and which HDF5 dataset (:data:`HDF5_ROLE_DATASETS`)
+        when an ``.hdf5`` path names none.
+    dataset : str, optional
+        The HDF5 dataset, overriding the role's.
+
+    Returns
+    -------
+    path : str
+    dataset : str or None
+
+    Raises
+    ------
+    FileNotFoundError
+        A folder without a file for ``role``.
+
+    Examples
+    --------
+    >>> from ivfpq.datasets import resolve_input
+    >>> resolve_input("glove.hdf5", "query")
+    ('glove.hdf5', 'test')
+    >>> resolve_input("glove.hdf5:train", "query")
+    ('glove.hdf5:train', None)
+    """
+    folder = Path(path)
+    if folder.is_dir():
+        files = dataset_files(folder)
+        if role not in files:
+            raise FileNotFoundError(
+                f"{folder}: the folder has no {role} file (found: {', '.join(sorted(files)) or 'none'})"
+            )
+        path = files[role]
+    path = str(path)
+    if dataset is None and path.lower().endswith((".hdf5", ".h5")):
+        dataset = HDF5_ROLE_DATASETS.get(role)
+    return path, dataset
+
+
+def read_input(path, role="base", *, dataset=None, callback=None):
+    """All the vectors an input names for ``role``, as float32 (see :func:`resolve_input`).
+
+    Parameters
+    ----------
+    path, role, dataset
+        As :func:`resolve_input`.
+    callback : callable, optional
+        ``callback(rows_read, n_rows)`` after each block read (a progress bar).
+
+    Returns
+    -------
+    path : str
+        The file read.
+    X : ndarray of shape (n, d), float32
+        Every value finite (:func:`ivfpq.io.read_float32`).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from ivfpq.io import write_vectors
+    >>> from ivfpq.datasets import read_input
+    >>> folder = tempfile.mkdtemp()
+    >>> write_vectors(os.path.join(folder, "query.fvecs"), np.ones((2, 3), np.float32))
+    >>> path, Q = read_input(folder, "query")
+    >>> os.path.basename(path), Q.shape
+    ('query.fvecs', (2, 3))
+    """
+    path, dataset = resolve_input(path, role, dataset)
+    return path, read_float32(path, dataset=dataset, callback=callback)
+
+
+def read_input_ids(path, role="groundtruth", *, what="ids"):
+    """Integer ids (ground-truth neighbours) an input names for ``role``, as int64.
+
+    Floats are accepted when they hold whole numbers.
+
+    Parameters
+    ----------
+    path, role
+        As :func:`resolve_input`.
+    what : str, default="ids"
+        What the ids are, for the error message.
+
+    Returns
+    -------
+    path : str
+    ids : ndarray of shape (n, k), int64
+
+    Raises
+    ------
+    VectorFileError
+        When the file holds other than whole numbers.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from ivfpq.io import write_vectors
+    >>> from ivfpq.datasets import read_input_ids
+    >>> path = os.path.join(tempfile.mkdtemp(), "truth.ivecs")
+    >>> write_vectors(path, np.array([[3, 1], [0, 2]], np.int32))
+    >>> read_input_ids(path)[1].tolist()
+    [[3, 1], [0, 2]]
+    """
+    path, dataset = resolve_input(path, role)
+    ids = np.asarray(read_vectors(path, dataset=dataset))
+    if ids.dtype.kind not in "iu":
+        if ids.dtype.kind == "f" and np.array_equal(ids, np.round(ids)):
+            ids = ids.astype(np.int64)
+        else:
+            raise VectorFileError(path, f"{what} must be integers, got dtype {ids.dtype}")
+    return path, ids.astype(np.int64, copy=False)
+
+
+def ground_truth_source(queries):
+    """Where the ground truth of ``queries`` lies when none is named, or None.
+
+    A dataset folder holds its own (its groundtruth file); so does an ann-benchmarks
+    HDF5 file (its ``neighbors`` dataset), whichever of its datasets the queries are.
+
+    Examples
+    --------
+    >>> from ivfpq.datasets import ground_truth_source
+    >>> ground_truth_source("glove.hdf5:test"), ground_truth_source("query.fvecs")
+    ('glove.hdf5', None)
+    """
+    if Path(queries).is_dir():
+        return str(queries)
+    file, _ = split_dataset_path(queries)
+    return str(file) if file.suffix.lower() in (".hdf5", ".h5") else None

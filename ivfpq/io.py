@@ -44,6 +44,8 @@ __all__ = [
     "write_ann_hdf5",
     "read_idx",
     "read_labels",
+    "read_float32",
+    "split_dataset_path",
 ]
 
 _VECS_VALUE_DTYPES = {".fvecs": np.dtype("<f4"), ".ivecs": np.dtype("<i4"), ".bvecs": np.dtype("u1")}
@@ -565,6 +567,71 @@ def iter_vector_blocks(path, block_rows=65536, *, dataset=None, dtype=np.float32
         if headers is not None:
             _check_vecs_headers(file_path, fmt, headers[start:stop], d, row_bytes, first_row=start)
         yield start, np.array(values[start:stop], dtype=dtype, order="C", copy=True)
+
+
+def split_dataset_path(path):
+    """``"a.hdf5:test"`` -> ``(Path("a.hdf5"), "test")``; any other path -> ``(Path(path), None)``.
+
+    Examples
+    --------
+    >>> from ivfpq.io import split_dataset_path
+    >>> split_dataset_path("data/glove.hdf5:test")
+    (PosixPath('data/glove.hdf5'), 'test')
+    >>> split_dataset_path("base.fvecs")
+    (PosixPath('base.fvecs'), None)
+    """
+    return _split_dataset(path, None)
+
+
+def read_float32(path, *, dataset=None, block_rows=None, callback=None):
+    """Read a whole vector file into memory as float32, refusing NaN and infinity.
+
+    The file is read block by block (:func:`iter_vector_blocks`), so only the result
+    and one block are in memory, and each block is checked as it arrives.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any file :func:`read_vectors` reads (``file.hdf5:dataset`` too).
+    dataset : str, optional
+        For HDF5: which dataset; default ``"train"``.
+    block_rows : int, optional
+        Rows per block; default: about 16 MB of float32 per block.
+    callback : callable, optional
+        Called as ``callback(rows_read, n_rows)`` after each block (a progress bar).
+
+    Returns
+    -------
+    ndarray of shape (n, d), float32
+
+    Raises
+    ------
+    VectorFileError
+        Naming the first row that holds NaN or infinity, and what :func:`read_vectors`
+        raises.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from ivfpq.io import write_vectors, read_float32
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.bvecs")
+    >>> write_vectors(path, np.arange(6, dtype=np.uint8).reshape(3, 2))
+    >>> read_float32(path, block_rows=2).tolist()
+    [[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]
+    """
+    n, d = vector_file_shape(path, dataset=dataset)
+    out = np.empty((n, d), dtype=np.float32)
+    if block_rows is None:
+        block_rows = max(1, (16 << 20) // max(1, 4 * d))
+    for start, block in iter_vector_blocks(path, block_rows, dataset=dataset):
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            bad = start + int(np.flatnonzero(~finite)[0])
+            raise VectorFileError(path, f"row {bad} holds NaN or infinity; every value must be finite")
+        out[start:start + block.shape[0]] = block
+        if callback is not None:
+            callback(start + block.shape[0], n)
+    return out
 
 
 # ----------------------------------------------------------------------------- writers

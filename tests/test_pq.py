@@ -161,8 +161,8 @@ def test_tile_partial_fit_and_kmeans_refusal(data):
     (dict(M=4, codebook="tile"), ValueError, r"codebook='tile' encodes one dimension per segment"),
     (dict(M=8, nbits=11), ValueError, r"n_samples=1500, but nbits=11 needs at least 2\*\*nbits=2048"),
     (dict(M=8, nbits=4, max_train_points=10), ValueError, r"max_train_points must be an integer >= 16"),
-    (dict(M=8, max_train_points="all"), ValueError, r"max_train_points must be one of 'auto'"),
-    (dict(M=8, max_train_points=1e5), TypeError, r"max_train_points must be an int, 'auto' or None"),
+    (dict(M=8, max_train_points="all"), ValueError, r"max_train_points must be an integer >= 1, 'auto' or None, got 'all'"),
+    (dict(M=8, max_train_points=1e5), TypeError, r"max_train_points must be an integer >= 1, 'auto' or None, got 100000.0 \(float\)"),
 ])
 def test_bad_parameters_raise_clear_errors(data, params, error, message):
     X, _ = data

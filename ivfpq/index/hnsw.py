@@ -14,24 +14,28 @@ re-score the beam with exact distances.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
+from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, load_nested, register_format
+from .._threads import resolve_n_threads, thread_limits
 from .._validation import (
+    Interval,
+    Metric,
     NotFittedError,
+    Options,
     check_array,
-    check_bool,
-    check_choice,
     check_ids,
     check_n_features,
     check_positive_int,
     check_random_state,
+    validate_params,
 )
-from .._threads import resolve_n_threads, thread_limits
-from ..cluster.kmeans import _ParamsMixin
 from ..kernels.hnsw import HNSWGraph, draw_levels, insert_nodes, knn_search
 from ..kernels.hnsw_pq import pq_insert_nodes, pq_knn_search
 from ..kernels.ivf import rerank_exact
+from ..quantize.pq import ProductQuantizer
 from .metrics import METRICS
 
 __all__ = ["HNSW"]
@@ -39,8 +43,8 @@ __all__ = ["HNSW"]
 _MIN_CAPACITY = 1024
 # Insertion batches: a batch holds at most this fraction of the nodes already linked
 # (and at most _MAX_BATCH nodes). Nodes of one batch do not see each other while they
-# search, so smaller batches give better graphs: at 10k SIFT vectors, 10% batches cost
-# 0.04 recall@10 at ef=10 against hnswlib's serial build, 2% batches about 0.01.
+# search, so smaller batches give better graphs (benchmarks/README.md, "Figures behind
+# the code's constants").
 _BATCH_FRACTION = 0.02
 _MAX_BATCH = 512
 
@@ -61,7 +65,7 @@ def _default_pq_m(d, codebook):
 
 
 @register_format("hnsw", version=1)
-class HNSW(Persistable, _ParamsMixin):
+class HNSW(MetricMixin, ParamsMixin, Persistable):
     """Hierarchical navigable small-world graph index, optionally over PQ codes.
 
     Parameters
@@ -74,6 +78,8 @@ class HNSW(Persistable, _ParamsMixin):
         "l2": squared Euclidean distance, smallest first. "ip": inner product, largest
         first (the graph runs on L2 over vectors augmented with
         ``sqrt(R^2 - |x|^2)``, which ranks like the inner product; raw vectors only).
+        Other spellings: "sqeuclidean" or "euclidean" for "l2", "inner_product" or
+        "dot" for "ip" (:data:`ivfpq._validation.METRIC_ALIASES`).
     ef_search : int, default=64
         Beam width of ``search`` when it is not given one (at least ``k`` is used).
     random_state : int or None, default=None
@@ -112,11 +118,25 @@ class HNSW(Persistable, _ParamsMixin):
         self.random_state = random_state
         self.n_threads = n_threads
 
+    _parameter_constraints = {
+        "M": [Interval(int, 2, None)],
+        "ef_construction": [Interval(int, 1, None)],
+        "metric": [Metric(METRICS)],
+        "ef_search": [Interval(int, 1, None)],
+        "random_state": ["random_state"],
+        "n_threads": [Interval(int, 1, None), None],
+    }
+
+    # The arguments of compress(), checked the same way.
+    _compress_constraints = {
+        "codebook": [Options(("tile", "kmeans"))],
+        "M": [Interval(int, 1, None), None],
+        "keep_raw": ["boolean"],
+        "max_train_points": [Interval(int, 2, None)],
+    }
+
     def _check_params(self):
-        check_positive_int(self.M, "M", minimum=2)
-        check_positive_int(self.ef_construction, "ef_construction")
-        check_choice(self.metric, "metric", METRICS)
-        check_positive_int(self.ef_search, "ef_search")
+        validate_params(self, self._parameter_constraints)
 
     # -- state -------------------------------------------------------------------------
 
@@ -142,7 +162,7 @@ class HNSW(Persistable, _ParamsMixin):
 
     def _init_storage(self, d):
         self.n_features_in_ = int(d)
-        self._width = d + 1 if self.metric == "ip" else d
+        self._width = d + 1 if self._metric == "ip" else d
         self._n = 0
         self._next_id = 0
         self._radius2 = 0.0
@@ -258,7 +278,7 @@ class HNSW(Persistable, _ParamsMixin):
         g = self._graph
         d = self.n_features_in_
         g.data[start:start + X.shape[0], :d] = X
-        if self.metric == "ip":
+        if self._metric == "ip":
             norms2 = np.einsum("ij,ij->i", X, X, dtype=np.float64)
             if norms2.max() > self._radius2:
                 self._radius2 = float(norms2.max())
@@ -292,23 +312,20 @@ class HNSW(Persistable, _ParamsMixin):
         max_train_points : int, default=65536
             The quantizer is trained on a random sample of at most this many stored vectors.
         """
-        from ..quantize.pq import ProductQuantizer
-
         self._check_params()
         if not hasattr(self, "_graph") or self._n == 0:
             raise NotFittedError("This HNSW is empty; add vectors before compress()")
         if self.is_compressed:
             raise ValueError("this index is already compressed")
-        if self.metric != "l2":
+        if self._metric != "l2":
             raise ValueError(
                 f"compress() supports metric='l2' only, got metric={self.metric!r}; for cosine "
                 "similarity normalise the vectors and use metric='l2'"
             )
-        check_choice(codebook, "codebook", ("tile", "kmeans"))
+        validate_params(dict(codebook=codebook, M=M, keep_raw=keep_raw,
+                             max_train_points=max_train_points), self._compress_constraints)
         d = self.n_features_in_
-        M = _default_pq_m(d, codebook) if M is None else check_positive_int(M, "M")
-        keep_raw = check_bool(keep_raw, "keep_raw")
-        max_train_points = check_positive_int(max_train_points, "max_train_points", minimum=2)
+        M = _default_pq_m(d, codebook) if M is None else int(M)
         n = self._n
         X = self._graph.data[:n, :d]
         seed = int(self._rng.integers(0, 2**31 - 1))
@@ -366,7 +383,8 @@ class HNSW(Persistable, _ParamsMixin):
         ef = max(check_positive_int(ef, "ef_search"), k)
         if rescore is None:
             rescore = self.is_compressed and self._has_raw
-        rescore = check_bool(rescore, "rescore")
+        validate_params({"rescore": rescore}, {"rescore": ["boolean"]})
+        rescore = bool(rescore)
         if rescore and not self._has_raw:
             raise ValueError(
                 "rescore needs the raw vectors, but this index was compressed with keep_raw=False"
@@ -386,7 +404,7 @@ class HNSW(Persistable, _ParamsMixin):
                               g.entry_point, g.max_level, Q, ef, nodes, approx, visited, epochs, chunks)
             else:
                 Qg = Q
-                if self.metric == "ip":
+                if self._metric == "ip":
                     Qg = np.zeros((nq, self._width), dtype=np.float32)
                     Qg[:, : self.n_features_in_] = Q
                 nodes, approx = knn_search(g, Qg, k, ef)
@@ -395,11 +413,11 @@ class HNSW(Persistable, _ParamsMixin):
             labels = np.where(nodes64 >= 0, self._labels[np.maximum(nodes64, 0)], -1)
             if rescore:
                 raw = g.data if self._width == self.n_features_in_ else g.data[:, : self.n_features_in_]
-                rerank_exact(Q, nodes64, labels, raw, self.metric == "ip", out_dist, out_ids)
+                rerank_exact(Q, nodes64, labels, raw, self._metric == "ip", out_dist, out_ids)
             else:
                 out_dist[:] = approx
                 out_ids[:] = labels
-        if self.metric == "ip":
+        if self._metric == "ip":
             out_dist = -out_dist
         return out_dist.astype(np.float32), out_ids
 
@@ -437,8 +455,6 @@ class HNSW(Persistable, _ParamsMixin):
 
     @classmethod
     def _from_arrays(cls, archive):
-        from ..quantize.pq import ProductQuantizer
-
         params = {name: archive.param(name) for name in cls._param_names()}
         obj = cls(**params)
         obj._check_params()
@@ -485,6 +501,4 @@ class HNSW(Persistable, _ParamsMixin):
 
 
 def _numba_threads():
-    import numba
-
     return numba.get_num_threads()

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, load_nested, register_format
+from .._threads import resolve_n_threads, thread_limits
 from .._validation import (
+    Interval,
+    Metric,
     NotFittedError,
+    Options,
     check_array,
-    check_bool,
-    check_choice,
     check_ids,
     check_n_features,
     check_positive_int,
     check_random_state,
+    validate_params,
 )
-from .._threads import resolve_n_threads, thread_limits
-from ..cluster.kmeans import KMeans, _ParamsMixin
+from ..cluster.kmeans import KMeans
 from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids, sq_norms
 from ..kernels.ivf import (
     TABLE_PER_LIST,
@@ -33,6 +36,9 @@ from ..kernels.ivf import (
     query_tables,
     rerank_exact,
 )
+from ..kernels.hnsw import build_graph, knn_search
+from ..quantize.pq import CODEBOOKS, ProductQuantizer
+from ..quantize.tile import DISTRIBUTIONS
 from ._lists import InvertedLists
 from .metrics import METRICS
 
@@ -58,8 +64,6 @@ class CoarseQuantizer:
         self.graph = None
         self.graph_ef = graph_ef
         if graph:
-            from ..kernels.hnsw import build_graph
-
             # An HNSW graph over the centroids (L2): a query visits about
             # ef * 2M centroids instead of all nlist of them.
             self.graph = build_graph(self.centroids, M=_QUANTIZER_M, ef_construction=_QUANTIZER_EFC,
@@ -98,8 +102,6 @@ class CoarseQuantizer:
         """
         nq = Q.shape[0]
         if self.graph is not None:
-            from ..kernels.hnsw import knn_search
-
             ids, dists = knn_search(self.graph, Q, nprobe, max(self.graph_ef, nprobe))
             out = ids.astype(np.int64)
             return (out, dists) if with_scores else out
@@ -121,31 +123,31 @@ class CoarseQuantizer:
         return out, scores_out.astype(np.float32)
 
 
-class _IVFBase(Persistable, _ParamsMixin):
+class _IVFBase(MetricMixin, ParamsMixin, Persistable):
     """What IVFFlat and IVFPQ share: coarse training, ids, lists, probing, persistence."""
 
-    def _check_base_params(self):
-        check_positive_int(self.nlist, "nlist")
-        check_choice(self.metric, "metric", METRICS)
-        check_positive_int(self.nprobe, "nprobe")
-        check_positive_int(self.kmeans_iter, "kmeans_iter")
-        check_positive_int(self.max_points_per_centroid, "max_points_per_centroid")
-        check_choice(self.quantizer, "quantizer", ("auto", "exact", "hnsw"))
-        if self.quantizer == "hnsw" and self.metric != "l2":
+    _parameter_constraints = {
+        "nlist": [Interval(int, 1, None)],
+        "metric": [Metric(METRICS)],
+        "nprobe": [Interval(int, 1, None)],
+        "kmeans_iter": [Interval(int, 1, None)],
+        "max_points_per_centroid": [Interval(int, 1, None)],
+        "kmeans_algorithm": [Options(KMeans._algorithms)],
+        "quantizer": [Options(("auto", "exact", "hnsw"))],
+        "quantizer_ef": [Interval(int, 1, None)],
+        "random_state": ["random_state"],
+        "n_threads": [Interval(int, 1, None), None],
+    }
+
+    def _check_params(self):
+        validate_params(self, self._parameter_constraints)
+        if self.quantizer == "hnsw" and self._metric != "l2":
             raise ValueError("quantizer='hnsw' needs metric='l2' (the centroid graph ranks by L2)")
-        check_positive_int(self.quantizer_ef, "quantizer_ef")
-        check_choice(self.kmeans_algorithm, "kmeans_algorithm", ("auto",) + tuple(KMeans._algorithms))
 
     def _uses_graph(self):
         if self.quantizer == "auto":
-            return self.metric == "l2" and self.nlist >= _GRAPH_NLIST
+            return self._metric == "l2" and self.nlist >= _GRAPH_NLIST
         return self.quantizer == "hnsw"
-
-    def _kmeans_algorithm(self):
-        """"auto": KMeans's own choice (the graph assigner for large nlist) when it has one."""
-        if self.kmeans_algorithm == "auto":
-            return "auto" if "auto" in KMeans._algorithms else "lloyd"
-        return self.kmeans_algorithm
 
     # -- state -------------------------------------------------------------------------
 
@@ -183,7 +185,7 @@ class _IVFBase(Persistable, _ParamsMixin):
     def _train_coarse(self, X, rng):
         kmeans = KMeans(
             n_clusters=self.nlist,
-            algorithm=self._kmeans_algorithm(),
+            algorithm=self.kmeans_algorithm,
             init="random",
             n_init=1,
             max_iter=self.kmeans_iter,
@@ -206,7 +208,7 @@ class _IVFBase(Persistable, _ParamsMixin):
     def _set_coarse(self, centroids, n_features):
         self.centroids_ = np.ascontiguousarray(centroids, dtype=np.float32)
         self.n_features_in_ = int(n_features)
-        self._quantizer = CoarseQuantizer(self.centroids_, self.metric, self._uses_graph(),
+        self._quantizer = CoarseQuantizer(self.centroids_, self._metric, self._uses_graph(),
                                           self.quantizer_ef)
         self._next_id = 0
 
@@ -246,7 +248,7 @@ class _IVFBase(Persistable, _ParamsMixin):
 
     def _finish(self, dist, ids):
         """Heaps hold squared L2 or negated inner products in float64; return float32."""
-        if self.metric == "ip":
+        if self._metric == "ip":
             dist = -dist
         return dist.astype(np.float32), ids
 
@@ -300,7 +302,8 @@ class IVFFlat(_IVFBase):
         Number of lists (k-means regions).
     metric : {"l2", "ip"}, default="l2"
         "l2": squared Euclidean distance, smallest first. "ip": inner product,
-        largest first.
+        largest first. Other spellings: "sqeuclidean" or "euclidean" for "l2",
+        "inner_product" or "dot" for "ip" (:data:`ivfpq._validation.METRIC_ALIASES`).
     nprobe : int, default=1
         Lists searched per query when ``search`` is not given one.
     kmeans_iter : int, default=10
@@ -366,9 +369,6 @@ class IVFFlat(_IVFBase):
         self.random_state = random_state
         self.n_threads = n_threads
 
-    def _check_params(self):
-        self._check_base_params()
-
     def train(self, X):
         """Learn the ``nlist`` centroids by k-means on (a sample of) ``X``; empties the index."""
         X = self._check_train_input(X)
@@ -415,7 +415,7 @@ class IVFFlat(_IVFBase):
             probes = self._quantizer.probes(Q, nprobe)
             ivf_flat_search(
                 Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
-                self.metric == "ip", dist, ids,
+                self._metric == "ip", dist, ids,
             )
         return self._finish(dist, ids)
 
@@ -580,29 +580,30 @@ class IVFPQ(_IVFBase):
         self.random_state = random_state
         self.n_threads = n_threads
 
+    _parameter_constraints = {
+        **_IVFBase._parameter_constraints,
+        "M": [Interval(int, 1, None)],
+        "nbits": [Interval(int, 1, 16)],
+        "codebook": [Options(CODEBOOKS)],
+        "by_residual": ["boolean"],
+        "keep_raw": ["boolean"],
+        "refine": [Interval(int, 1, None), None],
+        "distribution": [Options(DISTRIBUTIONS)],
+        "pq_iter": [Interval(int, 1, None)],
+        "pq_init": [Options(("random", "k-means++"))],
+        "precompute_tables": [Options(("auto",)), "boolean"],
+    }
+
     def _check_params(self):
-        self._check_base_params()
-        check_positive_int(self.M, "M")
-        check_positive_int(self.nbits, "nbits", maximum=16)
-        check_choice(self.codebook, "codebook", ("kmeans", "tile"))
-        check_bool(self.by_residual, "by_residual")
-        check_bool(self.keep_raw, "keep_raw")
-        if self.refine is not None:
-            check_positive_int(self.refine, "refine")
-            if not self.keep_raw:
-                raise ValueError("refine needs the raw vectors: set keep_raw=True or refine=None")
-        check_positive_int(self.pq_iter, "pq_iter")
-        check_choice(self.pq_init, "pq_init", ("random", "k-means++"))
-        if not (isinstance(self.precompute_tables, str) and self.precompute_tables == "auto"):
-            check_bool(self.precompute_tables, "precompute_tables")
+        super()._check_params()
+        if self.refine is not None and not self.keep_raw:
+            raise ValueError("refine needs the raw vectors: set keep_raw=True or refine=None")
 
     def _make_pq(self, seed, d):
-        from ..quantize.pq import ProductQuantizer
-
         # Sub-space k-means multiplies blocks of (rows x dsub+1) by (dsub+1 x 2**nbits):
-        # at dsub <= 16 such GEMMs are too thin for BLAS threads. Measured on GloVe
-        # residuals (65,536 x 50, M=10): 1 thread 3.6 s CPU, 2 threads 15 s CPU and
-        # twice the wall time. The codebooks do not depend on the thread count.
+        # at dsub <= 16 such GEMMs are too thin for BLAS threads (benchmarks/README.md,
+        # "Figures behind the code's constants"). The codebooks do not depend on the
+        # thread count.
         n_threads = 1 if d // self.M <= 16 else self.n_threads
         return ProductQuantizer(
             self.M, self.nbits, codebook=self.codebook, distribution=self.distribution,
@@ -654,7 +655,7 @@ class IVFPQ(_IVFBase):
         self._zero_c_sq = np.zeros((M, K), dtype=np.float32)
         self._mode = TABLE_PER_QUERY
         self._list_tables = np.zeros((0, M, K), dtype=np.float32)
-        if self.by_residual and self.metric == "l2":
+        if self.by_residual and self._metric == "l2":
             size = self.nlist * M * K * 4
             auto = isinstance(self.precompute_tables, str)
             if (auto and size <= _PRECOMPUTED_TABLE_BYTES) or (not auto and self.precompute_tables):
@@ -701,7 +702,7 @@ class IVFPQ(_IVFBase):
             return np.zeros((Q.shape[0], 1, 1), dtype=np.float32)  # unused by the kernel
         if self._mode == TABLE_PRECOMPUTED:  # the -2 <q, r> term
             query_tables(Q, self._codebooks_t, np.float32(-2.0), np.float32(0.0), self._zero_c_sq, tables)
-        elif self.metric == "ip":  # -<q, r>: the scan keeps the smallest
+        elif self._metric == "ip":  # -<q, r>: the scan keeps the smallest
             query_tables(Q, self._codebooks_t, np.float32(-1.0), np.float32(0.0), self._zero_c_sq, tables)
         else:  # |q - r|^2
             query_tables(Q, self._codebooks_t, np.float32(-2.0), np.float32(1.0), self._c_sq, tables)
@@ -760,7 +761,7 @@ class IVFPQ(_IVFBase):
                     dist, ids, rows,
                 )
                 if refine:
-                    rerank_exact(Qb, rows, ids, lists.data["vectors"], self.metric == "ip",
+                    rerank_exact(Qb, rows, ids, lists.data["vectors"], self._metric == "ip",
                                  out_dist[start:stop], out_ids[start:stop])
                 else:
                     out_dist[start:stop] = dist
@@ -782,8 +783,6 @@ class IVFPQ(_IVFBase):
 
     @classmethod
     def _from_arrays(cls, archive):
-        from ..quantize.pq import ProductQuantizer
-
         params = {name: archive.param(name) for name in cls._param_names()}
         obj, packed = cls._restore_base(archive, params)
         if packed is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_array, check_choice, check_n_features, check_positive_int
 from .._threads import resolve_n_threads, thread_limits
+from .._validation import canonical_metric, check_array, check_n_features, check_positive_int
 from ..kernels.topk import merge_block_topk, sort_heaps
 
 __all__ = ["ground_truth", "recall", "METRICS"]
@@ -31,7 +31,8 @@ def ground_truth(base, queries, k, metric="l2", *, block_rows=None, n_threads=No
         Neighbours per query; at most ``n_base``.
     metric : {"l2", "ip"}, default="l2"
         "l2": squared Euclidean distance, smallest first. "ip": inner product,
-        largest first.
+        largest first. Other spellings: "sqeuclidean" or "euclidean" for "l2",
+        "inner_product" or "dot" for "ip" (:data:`ivfpq._validation.METRIC_ALIASES`).
     block_rows : int, optional
         Base rows per block (default: about 16 MB of float64 distances per block).
     n_threads : int or None
@@ -57,7 +58,7 @@ def ground_truth(base, queries, k, metric="l2", *, block_rows=None, n_threads=No
     queries = check_array(queries, "queries")
     check_n_features(queries, base.shape[1], "queries", owner="the base")
     k = check_positive_int(k, "k", maximum=base.shape[0])
-    check_choice(metric, "metric", METRICS)
+    metric = canonical_metric(metric, allowed=METRICS)
     n_base = base.shape[0]
     n_queries = queries.shape[0]
     if block_rows is None:

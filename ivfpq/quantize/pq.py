@@ -16,6 +16,7 @@ import numbers
 
 import numpy as np
 
+from .._base import MetricMixin, ParamsMixin
 from .._storage import (
     Persistable,
     attributes_state,
@@ -24,18 +25,21 @@ from .._storage import (
     register_format,
     restore_attributes,
 )
+from .._threads import resolve_n_threads, thread_limits
 from .._validation import (
+    Interval,
+    Metric,
+    Options,
     check_array,
-    check_choice,
     check_codes,
     check_is_fitted,
     check_n_features,
     check_positive_int,
     check_random_state,
+    validate_params,
 )
 from ..cluster.assign import ExactAssigner
-from .._threads import resolve_n_threads, thread_limits
-from ..cluster.kmeans import KMeans, _ParamsMixin
+from ..cluster.kmeans import KMeans
 from ..kernels import kmeans1d
 from ..kernels import pq as kernels
 from .tile import DISTRIBUTIONS, TileEncoder, _numba_threads, code_dtype
@@ -53,8 +57,8 @@ class _SubspaceKMeans(KMeans):
     """KMeans with assignment blocks suited to PQ sub-spaces of a few dimensions.
 
     At a few dimensions the GEMM is cheap and writing the (rows x k) scores is the
-    cost: blocks of 512 rows keep them in cache (measured 1.8 ms per assignment of
-    10,000 x 8 to 256 centroids on one thread, about 2x the default 8 MB blocks).
+    cost: blocks of 512 rows keep them in cache (benchmarks/README.md, "Figures
+    behind the code's constants").
     """
 
     def _make_assigner(self, n_samples, n_features, n_clusters, rng):
@@ -62,7 +66,7 @@ class _SubspaceKMeans(KMeans):
 
 
 @register_format("product_quantizer", version=1)
-class ProductQuantizer(_ParamsMixin, Persistable):
+class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
     """Product quantizer with k-means or tile codebooks, and brute-force ADC search.
 
     ``X`` of ``d`` features is cut into ``M`` contiguous sub-spaces of ``dsub = d / M``
@@ -85,7 +89,9 @@ class ProductQuantizer(_ParamsMixin, Persistable):
     distribution : {"auto", "normal", "lognormal", "empirical"}, default="auto"
         The tile encoder's distribution (ignored for k-means codebooks).
     metric : {"l2", "ip"}, default="l2"
-        What :meth:`search` ranks by. "l2": squared Euclidean distance, smallest
+        What :meth:`search` ranks by (other spellings: "sqeuclidean" or "euclidean"
+        for "l2", "inner_product" or "dot" for "ip"; see
+        :data:`ivfpq._validation.METRIC_ALIASES`). "l2": squared Euclidean distance, smallest
         first. "ip": inner product, **largest first**, and the distances returned are
         the estimated inner products themselves (not negated). Codebooks are fitted
         for L2 reconstruction either way.
@@ -93,8 +99,8 @@ class ProductQuantizer(_ParamsMixin, Persistable):
         k-means initialisation in each sub-space. "auto" is "k-means++" at one
         dimension per segment (linear time there, see :mod:`ivfpq.kernels.kmeans1d`)
         and "random" otherwise, as faiss: greedy k-means++ costs
-        O(n * K * trials * dsub) per sub-space and dominated training time at
-        K=256 without improving recall in our measurements.
+        O(n * K * trials * dsub) per sub-space, for no better recall
+        (benchmarks/README.md, "Figures behind the code's constants").
     max_iter : int, default=25
         Lloyd iterations per sub-space (k-means codebooks).
     max_train_points : int, "auto" or None, default="auto"
@@ -167,25 +173,27 @@ class ProductQuantizer(_ParamsMixin, Persistable):
 
     # -- parameters ------------------------------------------------------------------
 
+    _parameter_constraints = {
+        "M": [Interval(int, 1, None)],
+        "nbits": [Interval(int, 1, 16)],
+        "codebook": [Options(CODEBOOKS)],
+        "distribution": [Options(DISTRIBUTIONS)],
+        "metric": [Metric(METRICS)],
+        "init": [Options(INITS)],
+        "max_iter": [Interval(int, 1, None)],
+        "max_train_points": [Interval(int, 1, None), Options(("auto",)), None],
+        "random_state": ["random_state"],
+        "n_threads": [Interval(int, 1, None), None],
+    }
+
     def _check_params(self, n_features=None):
-        M = check_positive_int(self.M, "M")
-        nbits = check_positive_int(self.nbits, "nbits", minimum=1, maximum=16)
-        check_choice(self.codebook, "codebook", CODEBOOKS)
-        check_choice(self.distribution, "distribution", DISTRIBUTIONS)
-        check_choice(self.metric, "metric", METRICS)
-        check_choice(self.init, "init", INITS)
-        max_iter = check_positive_int(self.max_iter, "max_iter")
+        validate_params(self, self._parameter_constraints)
+        M, nbits = int(self.M), int(self.nbits)
         K = 1 << nbits
         mtp = self.max_train_points
         if isinstance(mtp, str):
-            check_choice(mtp, "max_train_points", ("auto",))
             mtp = POINTS_PER_CENTROID * K
         elif mtp is not None:
-            if isinstance(mtp, bool) or not isinstance(mtp, numbers.Integral):
-                raise TypeError(
-                    f"max_train_points must be an int, 'auto' or None, got {mtp!r} "
-                    f"({type(mtp).__name__})"
-                )
             minimum = K if self.codebook == "kmeans" else 2
             mtp = check_positive_int(mtp, "max_train_points", minimum=minimum)
         if n_features is not None:
@@ -201,7 +209,7 @@ class ProductQuantizer(_ParamsMixin, Persistable):
                     f"codebook='tile' encodes one dimension per segment, so M must equal "
                     f"n_features={n_features}; got M={M}"
                 )
-        return M, nbits, max_iter, mtp, resolve_n_threads(self.n_threads)
+        return M, nbits, int(self.max_iter), mtp, resolve_n_threads(self.n_threads)
 
     @property
     def code_dtype(self):
@@ -264,9 +272,8 @@ class ProductQuantizer(_ParamsMixin, Persistable):
             inertia = float(inertias.sum())
         else:
             # One thread per sub-space problem: each is small (at most max_train_points
-            # x dsub). On the shared 2-core machine one thread fitted 10,000 x 8 rows to
-            # 256 centroids in 0.1 s, two threads in 1.4 to 6.6 s (Numba and OpenBLAS
-            # threads contending with each other and with other jobs).
+            # x dsub), too small to share between threads (benchmarks/README.md,
+            # "Figures behind the code's constants").
             seeds = rng.integers(0, 2**31 - 1, size=M)
             for m in range(M):
                 km = _SubspaceKMeans(K, init=init, n_init=1, max_iter=max_iter,
@@ -370,7 +377,7 @@ class ProductQuantizer(_ParamsMixin, Persistable):
         check_n_features(Q, self.n_features_in_, "Q")
         M, K, _ = self.codebooks_.shape
         tables = np.empty((Q.shape[0], M, K), dtype=np.float32)
-        if self.metric == "ip":
+        if self._metric == "ip":
             kernels.distance_tables_ip(Q, self.codebooks_, tables)
         else:
             kernels.distance_tables_l2(Q, self.codebooks_, tables)
@@ -415,12 +422,13 @@ class ProductQuantizer(_ParamsMixin, Persistable):
         n_threads = resolve_n_threads(self.n_threads)
         with _numba_threads(n_threads):
             tables = self._tables(Q)
-            if self.metric == "ip":
+            ip = self._metric == "ip"
+            if ip:
                 np.negative(tables, out=tables)  # the kernel keeps the smallest sums
             distances = np.empty((tables.shape[0], k), dtype=np.float32)
             ids = np.empty((tables.shape[0], k), dtype=np.int64)
             kernels.adc_topk(codes, tables, distances, ids, n_threads=n_threads)
-        if self.metric == "ip":
+        if ip:
             np.negative(distances, out=distances)
         return distances, ids
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numba
 import numpy as np
 from scipy.special import ndtri
 
+from .._base import ParamsMixin
 from .._storage import (
     Persistable,
     attributes_state,
@@ -28,17 +30,17 @@ from .._storage import (
     register_format,
     restore_attributes,
 )
+from .._threads import resolve_n_threads, thread_limits
 from .._validation import (
+    Interval,
+    Options,
     check_array,
-    check_choice,
     check_codes,
     check_is_fitted,
     check_n_features,
-    check_positive_int,
     check_random_state,
+    validate_params,
 )
-from .._threads import resolve_n_threads, thread_limits
-from ..cluster.kmeans import _ParamsMixin
 from ..kernels.pq import decode as _decode_kernel
 from ..kernels.pq import encode_by_edges
 from ..kernels.tile import (
@@ -63,10 +65,8 @@ def code_dtype(nbits: int):
 @contextmanager
 def _numba_threads(n_threads):
     """Numba's thread count only: encode, decode, tables and scans use no BLAS, and
-    threadpoolctl's library scan costs about a millisecond per call (measured), more
-    than the scan of 10,000 codes for 10 queries."""
-    import numba
-
+    threadpoolctl's library scan can cost more than a small scan itself
+    (benchmarks/README.md, "Figures behind the code's constants")."""
     previous = numba.get_num_threads()
     numba.set_num_threads(n_threads)
     try:
@@ -88,7 +88,7 @@ def _empirical_quantiles(sorted_cols, probs):
 
 
 @register_format("tile_encoder", version=1)
-class TileEncoder(_ParamsMixin, Persistable):
+class TileEncoder(ParamsMixin, Persistable):
     """Per-dimension scalar quantizer whose bins are the quantiles of a fitted distribution.
 
     Parameters
@@ -172,11 +172,17 @@ class TileEncoder(_ParamsMixin, Persistable):
 
     # -- parameters ------------------------------------------------------------------
 
+    _parameter_constraints = {
+        "distribution": [Options(DISTRIBUTIONS)],
+        "nbits": [Interval(int, 1, 16)],
+        "sample_size": [Interval(int, 2, None)],
+        "random_state": ["random_state"],
+        "n_threads": [Interval(int, 1, None), None],
+    }
+
     def _check_params(self):
-        check_choice(self.distribution, "distribution", DISTRIBUTIONS)
-        nbits = check_positive_int(self.nbits, "nbits", minimum=1, maximum=16)
-        sample_size = check_positive_int(self.sample_size, "sample_size", minimum=2)
-        return nbits, sample_size, resolve_n_threads(self.n_threads)
+        validate_params(self, self._parameter_constraints)
+        return int(self.nbits), int(self.sample_size), resolve_n_threads(self.n_threads)
 
     @property
     def _needs_sample(self):

@@ -8,6 +8,8 @@ import pytest
 from ivfpq import KMeans as _KMeans
 from ivfpq.cluster import init as init_module
 from ivfpq.cluster.executor import tree_reduce
+from ivfpq.io import read_vectors
+
 from .._data import gaussian_mixture
 
 
@@ -147,11 +149,10 @@ def test_fvecs_memmap_fit_equals_in_memory(tmp_path):
 
 
 def test_fvecs_opened_by_ivfpq_io_is_clustered_block_by_block(tmp_path):
-    io = pytest.importorskip("ivfpq.io")
     X = _blobs(2500, d=10)
     path = tmp_path / "x.fvecs"
     write_fvecs(path, X)
-    X_file = io.read_vectors(path)
+    X_file = read_vectors(path)
     assert isinstance(X_file, np.memmap)
     init = X[:7].copy()
     reference = KMeans(7, init=init, max_iter=20, tol=0).fit(X)
