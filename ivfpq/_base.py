@@ -70,10 +70,6 @@ class ParamsMixin:
         return f"{type(self).__name__}({', '.join(changed)})"
 
 
-# The name kmeans.py defines today; kept so that both spellings name one class.
-_ParamsMixin = ParamsMixin
-
-
 class MetricMixin:
     """``self._metric``: the canonical name of the ``metric`` parameter.
 

@@ -19,7 +19,6 @@ __all__ = [
     "check_sample_weight",
     "check_positive_int",
     "check_positive_float",
-    "check_choice",
     "check_random_state",
     "check_n_features",
     "check_is_fitted",
@@ -199,14 +198,6 @@ def check_positive_float(value, name: str, *, allow_zero: bool = False) -> float
     if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         accepts = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {accepts}, got {value!r}")
-    return value
-
-
-def check_choice(value, name: str, choices) -> str:
-    """``value`` must be one of the strings in ``choices``."""
-    if not isinstance(value, str) or value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}; got {_describe(value)}")
     return value
 
 

@@ -8,23 +8,24 @@ never changes the result.
 
 from __future__ import annotations
 
-import inspect
 import time
 from contextlib import contextmanager
 
 import numpy as np
 
+from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, register_format
 from .._threads import resolve_n_threads, thread_limits
 from .._validation import (
+    Interval,
+    Metric,
+    Options,
     check_array,
-    check_choice,
     check_is_fitted,
     check_n_features,
-    check_positive_float,
     check_positive_int,
     check_random_state,
-    check_sample_weight,
+    validate_params,
 )
 from ..kernels.distances import sq_norms
 from . import dask_blocks
@@ -37,7 +38,6 @@ __all__ = ["kmeans", "KMeans", "choose_algorithm"]
 
 ALGORITHMS = ("lloyd", "mop", "auto")
 INITS = ("k-means++", "random", "k-means||")
-METRICS = ("sqeuclidean", "cosine")
 COLD_STARTS = ("auto", "two-level", "graph")
 
 
@@ -123,47 +123,8 @@ def choose_algorithm(n_samples, n_clusters, n_features):
 # ----------------------------------------------------------------------------- KMeans
 
 
-class _ParamsMixin:
-    """get_params / set_params / repr as scikit-learn defines them, without importing it."""
-
-    @classmethod
-    def _param_names(cls):
-        signature = inspect.signature(cls.__init__)
-        return sorted(p.name for p in signature.parameters.values() if p.name != "self")
-
-    def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for {type(self).__name__}; valid parameters: {valid}"
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        defaults = {
-            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
-        }
-        changed = []
-        for name in self._param_names():
-            value = getattr(self, name)
-            default = defaults.get(name, inspect.Parameter.empty)
-            same = value is default or (
-                not isinstance(value, np.ndarray) and not isinstance(default, np.ndarray)
-                and value == default
-            )
-            if not same:
-                shown = f"array{value.shape}" if isinstance(value, np.ndarray) else repr(value)
-                changed.append(f"{name}={shown}")
-        return f"{type(self).__name__}({', '.join(changed)})"
-
-
 @register_format("kmeans", version=1)
-class KMeans(_ParamsMixin, Persistable):
+class KMeans(MetricMixin, ParamsMixin, Persistable):
     """k-means clustering, compatible with scikit-learn.
 
     Parameters
@@ -192,8 +153,9 @@ class KMeans(_ParamsMixin, Persistable):
         never rises); "auto" picks "mop" where it was measured to be faster (see
         ``algorithm_``). How mop starts, skips settled points and widens its search
         before stopping is described in :class:`ivfpq.cluster.assign.GraphAssigner`.
-    metric : {"sqeuclidean", "cosine"}, default="sqeuclidean"
-        "cosine" runs spherical k-means: rows are L2-normalised and centroids kept at
+    metric : {"l2", "cosine"}, default="sqeuclidean"
+        "l2" (also spelled "sqeuclidean" or "euclidean") is the usual k-means; "cosine"
+        runs spherical k-means: rows are L2-normalised and centroids kept at
         unit norm; ``inertia_`` is then the sum of cosine distances ``1 - cos``.
     random_state : int, Generator, RandomState or None, default=None
         Makes initialisation, and so the whole fit, reproducible.
@@ -262,6 +224,28 @@ class KMeans(_ParamsMixin, Persistable):
     """
 
     _algorithms = ALGORITHMS
+    _metrics = ("l2", "cosine")
+    _parameter_constraints = {
+        "n_clusters": [Interval(int, 1, None)],
+        "init": [Options(INITS), "array-like"],
+        "n_init": [Interval(int, 1, None), Options(("auto",))],
+        "max_iter": [Interval(int, 1, None)],
+        "tol": [Interval(float, 0, None)],
+        "algorithm": [Options(ALGORITHMS)],
+        "metric": [Metric(_metrics)],
+        "random_state": ["random_state"],
+        "verbose": ["boolean", Interval(int, 0, None)],
+        "n_threads": [Interval(int, 1, None), None],
+        "M": [Interval(int, 2, None)],
+        "ef_construction": [Interval(int, 1, None)],
+        "ef_search": [Interval(int, 1, None)],
+        "additional_centroids": [Interval(int, 0, None)],
+        "min_iterations": [Interval(int, 0, None)],
+        "bulk_size": [Interval(int, 1, None)],
+        "cold_start": [Options(COLD_STARTS)],
+        "cold_nprobe": [Interval(int, 1, None)],
+        "max_ef_search": [Interval(int, 1, None), None],
+    }
 
     def __init__(
         self,
@@ -325,47 +309,27 @@ class KMeans(_ParamsMixin, Persistable):
     # -- parameters ------------------------------------------------------------------
 
     def _check_params(self, n_samples, n_features, dtype):
-        """The parameters checked against the data's shape; returns what the fit needs."""
-        n_clusters = check_positive_int(self.n_clusters, "n_clusters")
+        """The parameters checked, also against the data's shape; returns what the fit needs."""
+        validate_params(self, self._parameter_constraints)
+        n_clusters = self.n_clusters
         if n_samples < n_clusters:
             raise ValueError(
                 f"n_samples={n_samples} should be >= n_clusters={n_clusters}: "
                 "X has fewer samples than clusters"
             )
-        check_choice(self.algorithm, "algorithm", ALGORITHMS)
-        check_choice(self.metric, "metric", METRICS)
-        max_iter = check_positive_int(self.max_iter, "max_iter")
-        tol = check_positive_float(self.tol, "tol", allow_zero=True)
-        if isinstance(self.init, str):
-            check_choice(self.init, "init", INITS)
-            init = self.init
-        else:
-            init = check_array(self.init, "init", dtype=str(np.dtype(dtype)))
+        init = self.init
+        if not isinstance(init, str):
+            init = check_array(init, "init", dtype=str(np.dtype(dtype)))
             if init.shape != (n_clusters, n_features):
                 raise ValueError(
                     f"init array must have shape (n_clusters, n_features) = "
                     f"({n_clusters}, {n_features}), got {init.shape}"
                 )
-        if isinstance(self.n_init, str):
-            check_choice(self.n_init, "n_init", ("auto",))
+        if self.n_init == "auto":
             n_init = 10 if isinstance(init, str) and init == "random" else 1
         else:
-            n_init = check_positive_int(self.n_init, "n_init")
-            if not isinstance(init, str):
-                n_init = 1  # the given centroids are one start; more runs would repeat it
-        if not isinstance(self.verbose, (bool, np.bool_, int)):
-            raise TypeError(f"verbose must be a bool, got {self.verbose!r}")
-        check_positive_int(self.M, "M", minimum=2)
-        check_positive_int(self.ef_construction, "ef_construction")
-        check_positive_int(self.ef_search, "ef_search")
-        check_positive_int(self.additional_centroids, "additional_centroids", minimum=0)
-        check_positive_int(self.min_iterations, "min_iterations", minimum=0)
-        check_positive_int(self.bulk_size, "bulk_size")
-        check_choice(self.cold_start, "cold_start", COLD_STARTS)
-        check_positive_int(self.cold_nprobe, "cold_nprobe")
-        if self.max_ef_search is not None:
-            check_positive_int(self.max_ef_search, "max_ef_search")
-        return n_clusters, init, n_init, max_iter, tol
+            n_init = self.n_init if isinstance(init, str) else 1  # given centroids are one start
+        return n_clusters, init, n_init, self.max_iter, float(self.tol)
 
     def _make_assigner(self, n_samples, n_features, n_clusters, rng):
         """The assigner for this fit's algorithm (``algorithm_``)."""
@@ -387,11 +351,11 @@ class KMeans(_ParamsMixin, Persistable):
         if isinstance(init, str):
             return kmeans_plusplus(ex, blocks, stats, n_clusters, rng)
         centers = init.astype(ex.dtype, copy=True)
-        return normalize_rows(centers) if self.metric == "cosine" else centers
+        return normalize_rows(centers) if self._metric == "cosine" else centers
 
     def _executor(self, X, sample_weight, block_rows):
         """Where the rows live: Dask workers, blocks of a memory-map, or memory."""
-        cosine = self.metric == "cosine"
+        cosine = self._metric == "cosine"
         if dask_blocks.is_dask_array(X):
             return dask_blocks.dask_executor(X, sample_weight, block_rows, cosine, self.n_threads)
         if not isinstance(X, np.memmap):
@@ -441,7 +405,7 @@ class KMeans(_ParamsMixin, Persistable):
                 assigner = self._make_assigner(ex.n_rows, ex.n_features, n_clusters, rng)
                 with _progress(self.verbose, max_iter, run, n_init) as callback:
                     result = lloyd(ex, blocks, stats, centers, assigner, max_iter, tol,
-                                   spherical=self.metric == "cosine", callback=callback)
+                                   spherical=self._metric == "cosine", callback=callback)
                 if best is None or result.inertia < best.inertia:
                     best = result
         best.labels = ex.labels(best.states)
@@ -449,7 +413,7 @@ class KMeans(_ParamsMixin, Persistable):
 
     def _store_fit(self, best, n_features):
         """Set the fitted attributes from the best run."""
-        scale = 0.5 if self.metric == "cosine" else 1.0  # |x - c|^2 = 2 (1 - cos) on the sphere
+        scale = 0.5 if self._metric == "cosine" else 1.0  # |x - c|^2 = 2 (1 - cos) on the sphere
         self.cluster_centers_ = best.centers
         self.labels_ = best.labels
         self.inertia_ = best.inertia * scale
@@ -491,7 +455,7 @@ class KMeans(_ParamsMixin, Persistable):
         check_is_fitted(self, "cluster_centers_")
         X = check_array(X, "X")
         check_n_features(X, self.n_features_in_, "X", type(self).__name__)
-        if self.metric == "cosine":
+        if self._metric == "cosine":
             X = normalize_rows(X)
         centers = self.cluster_centers_.astype(np.float64)
         sq = (
@@ -500,7 +464,7 @@ class KMeans(_ParamsMixin, Persistable):
             + np.einsum("ij,ij->i", centers, centers)[None, :]
         )
         np.maximum(sq, 0.0, out=sq)
-        out = 0.5 * sq if self.metric == "cosine" else np.sqrt(sq)
+        out = 0.5 * sq if self._metric == "cosine" else np.sqrt(sq)
         return out.astype(X.dtype, copy=False)
 
     def fit_transform(self, X, y=None, sample_weight=None):
@@ -508,7 +472,7 @@ class KMeans(_ParamsMixin, Persistable):
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the inertia of ``X`` against the fitted centroids (higher is better)."""
-        scale = 0.5 if self.metric == "cosine" else 1.0
+        scale = 0.5 if self._metric == "cosine" else 1.0
         return -self._assign(X, sample_weight)[1] * scale
 
     # -- persistence: save(path) comes from Persistable; ivfpq.load(path) reads it --------
