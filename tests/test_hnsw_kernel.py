@@ -3,14 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivfpq.kernels.hnsw import (
-    build_graph,
-    draw_levels,
-    knn_search,
-    repair_nodes,
-    search_layer,
-    select_neighbours,
-)
+from ivfpq._graph import build_graph, draw_levels, knn_search, repair_nodes
+from ivfpq.kernels.hnsw import search_layer, select_neighbours
 
 
 def _brute_sq(A, B):

@@ -176,7 +176,7 @@ class GraphAssigner:
         self._graph_pending = False
 
     def _build(self, data):
-        from ..kernels.hnsw import build_graph
+        from .._graph import build_graph
 
         return build_graph(data, self.M, self.ef_construction, levels=self._levels)
 
@@ -184,7 +184,7 @@ class GraphAssigner:
         self.centroids = np.ascontiguousarray(centroids)
         k, d = self.centroids.shape
         if self._levels is None or self._levels.shape[0] != k:
-            from ..kernels.hnsw import draw_levels
+            from .._graph import draw_levels
 
             rng = np.random.default_rng(self.seed)
             self._levels = draw_levels(k, self.M, rng)
@@ -209,7 +209,7 @@ class GraphAssigner:
     def _refresh_graph(self):
         import time
 
-        from ..kernels.hnsw import repair_nodes
+        from .._graph import repair_nodes
         from ..kernels.mop import nearest_link_distances
 
         start = time.perf_counter()

@@ -29,8 +29,7 @@ from .._validation import (
 )
 from .._threads import resolve_n_threads, thread_limits
 from ..cluster.kmeans import _ParamsMixin
-from ..kernels.hnsw import HNSWGraph, draw_levels, insert_nodes, knn_search
-from ..kernels.hnsw_pq import pq_insert_nodes, pq_knn_search
+from .._graph import HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes, pq_knn_search
 from ..kernels.ivf import rerank_exact
 from .metrics import METRICS
 
@@ -378,12 +377,8 @@ class HNSW(Persistable, _ParamsMixin):
         with thread_limits(self._n_threads()):
             if self.is_compressed:
                 width = ef if rescore else k
-                nodes = np.full((nq, width), -1, dtype=np.int32)
-                approx = np.full((nq, width), np.inf, dtype=np.float32)
-                visited, epochs = g.scratch()
-                chunks = int(max(1, min(nq // 16, 8 * _numba_threads())))
-                pq_knn_search(self._codes, self._codebooks_t, g.links0, g.upper, g.upper_offset,
-                              g.entry_point, g.max_level, Q, ef, nodes, approx, visited, epochs, chunks)
+                nodes, approx = pq_knn_search(g, self._codes, self._codebooks, self._codebooks_t, Q,
+                                              width, ef)
             else:
                 Qg = Q
                 if self.metric == "ip":
@@ -483,8 +478,3 @@ class HNSW(Persistable, _ParamsMixin):
                                        shape=(n, pq.codebooks_.shape[0])).copy()
         return obj
 
-
-def _numba_threads():
-    import numba
-
-    return numba.get_num_threads()

@@ -58,7 +58,7 @@ class CoarseQuantizer:
         self.graph = None
         self.graph_ef = graph_ef
         if graph:
-            from ..kernels.hnsw import build_graph
+            from .._graph import build_graph
 
             # An HNSW graph over the centroids (L2): a query visits about
             # ef * 2M centroids instead of all nlist of them.
@@ -98,7 +98,7 @@ class CoarseQuantizer:
         """
         nq = Q.shape[0]
         if self.graph is not None:
-            from ..kernels.hnsw import knn_search
+            from .._graph import knn_search
 
             ids, dists = knn_search(self.graph, Q, nprobe, max(self.graph_ef, nprobe))
             out = ids.astype(np.int64)
