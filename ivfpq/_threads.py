@@ -15,7 +15,7 @@ import numba
 
 from ._validation import check_positive_int
 
-__all__ = ["resolve_n_threads", "thread_limits"]
+__all__ = ["resolve_n_threads", "numba_threads", "thread_limits"]
 
 _controller = None
 
@@ -39,12 +39,20 @@ def _blas_controller():
 
 
 @contextmanager
-def thread_limits(n_threads: int):
-    """Run Numba kernels and BLAS on ``n_threads`` threads, then restore both."""
+def numba_threads(n_threads: int):
+    """Run Numba kernels on ``n_threads`` threads, then restore the count. For code that
+    calls no BLAS: threadpoolctl's library scan can cost more than a small kernel
+    (benchmarks/README.md, "Figures behind the code's constants")."""
     previous = numba.get_num_threads()
     numba.set_num_threads(n_threads)
     try:
-        with _blas_controller().limit(limits=n_threads, user_api="blas"):
-            yield
+        yield
     finally:
         numba.set_num_threads(previous)
+
+
+@contextmanager
+def thread_limits(n_threads: int):
+    """Run Numba kernels and BLAS on ``n_threads`` threads, then restore both."""
+    with numba_threads(n_threads), _blas_controller().limit(limits=n_threads, user_api="blas"):
+        yield

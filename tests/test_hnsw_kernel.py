@@ -3,15 +3,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivfpq.kernels.hnsw import (
+from ivfpq._graph import build_graph, draw_levels, knn_search, repair_nodes
+from ivfpq.kernels.hnsw import search_layer, select_neighbours
 from ._data import gaussian_mixture
-    build_graph,
-    draw_levels,
-    knn_search,
-    repair_nodes,
-    search_layer,
-    select_neighbours,
-)
 
 
 def _brute_sq(A, B):

@@ -32,7 +32,7 @@ import numpy as np
 from .._threads import thread_limits
 from ..kernels.coarse import assign_rows, coarse_groups, counting_order, default_n_groups
 from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids
-from ..kernels.hnsw import build_graph, draw_levels, repair_nodes
+from .._graph import build_graph, draw_levels, repair_nodes
 from ..kernels.mop import mop_assign, nearest_link_distances
 
 __all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "two_level_assign"]

@@ -36,7 +36,6 @@ import operator
 import os
 import threading
 import uuid
-from contextlib import contextmanager
 
 import numpy as np
 

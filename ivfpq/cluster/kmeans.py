@@ -8,7 +8,6 @@ never changes the result.
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 
 import numpy as np

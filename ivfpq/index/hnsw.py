@@ -14,7 +14,6 @@ re-score the beam with exact distances.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from .._base import MetricMixin, ParamsMixin
@@ -32,8 +31,7 @@ from .._validation import (
     check_random_state,
     validate_params,
 )
-from ..kernels.hnsw import HNSWGraph, draw_levels, insert_nodes, knn_search
-from ..kernels.hnsw_pq import pq_insert_nodes, pq_knn_search
+from .._graph import HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes, pq_knn_search
 from ..kernels.ivf import rerank_exact
 from ..quantize.pq import ProductQuantizer
 from .metrics import METRICS
@@ -396,12 +394,8 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
         with thread_limits(self._n_threads()):
             if self.is_compressed:
                 width = ef if rescore else k
-                nodes = np.full((nq, width), -1, dtype=np.int32)
-                approx = np.full((nq, width), np.inf, dtype=np.float32)
-                visited, epochs = g.scratch()
-                chunks = int(max(1, min(nq // 16, 8 * _numba_threads())))
-                pq_knn_search(self._codes, self._codebooks_t, g.links0, g.upper, g.upper_offset,
-                              g.entry_point, g.max_level, Q, ef, nodes, approx, visited, epochs, chunks)
+                nodes, approx = pq_knn_search(g, self._codes, self._codebooks, self._codebooks_t, Q,
+                                              width, ef)
             else:
                 Qg = Q
                 if self._metric == "ip":
@@ -499,6 +493,3 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
                                        shape=(n, pq.codebooks_.shape[0])).copy()
         return obj
 
-
-def _numba_threads():
-    return numba.get_num_threads()

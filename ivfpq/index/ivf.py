@@ -36,7 +36,7 @@ from ..kernels.ivf import (
     query_tables,
     rerank_exact,
 )
-from ..kernels.hnsw import build_graph, knn_search
+from .._graph import build_graph, knn_search
 from ..quantize.pq import CODEBOOKS, ProductQuantizer
 from ..quantize.tile import DISTRIBUTIONS
 from ._lists import InvertedLists

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .topk import _sift_down, _worse, heap_sort
+from .heap import heap_sort, heap_sort_rows, sift_down, sift_down_rows, worse
 
 # Reassociation lets LLVM vectorise the distance sums (the float64 sum of float32
 # products changes only in its last bits). No "nnan"/"ninf": heaps start at +inf.
@@ -89,8 +89,8 @@ def ivf_topk_probes(scores, nprobe, probes, probe_scores):
         ids[:] = -1
         for c in range(nlist):
             s = scores[q, c]
-            if _worse(dist[0], ids[0], s, c):
-                _sift_down(dist, ids, nprobe, s, c)
+            if worse(dist[0], ids[0], s, c):
+                sift_down(dist, ids, nprobe, s, c)
         heap_sort(dist, ids)
         for p in range(nprobe):
             probes[q, p] = ids[p]
@@ -139,8 +139,8 @@ def ivf_flat_search(Q, probes, pool, pool_ids, offsets, sizes, inner_product, ou
                     acc = 0.0
                     for j in range(d):
                         acc -= np.float64(q[j]) * np.float64(x[j])
-                    if _worse(dist[0], ids[0], acc, pool_ids[r]):
-                        _sift_down(dist, ids, k, acc, pool_ids[r])
+                    if worse(dist[0], ids[0], acc, pool_ids[r]):
+                        sift_down(dist, ids, k, acc, pool_ids[r])
                 else:
                     approx = np.float32(0.0)
                     for j in range(d):
@@ -148,49 +148,14 @@ def ivf_flat_search(Q, probes, pool, pool_ids, offsets, sizes, inner_product, ou
                         approx += diff * diff
                     if approx <= screen:
                         exact = _exact_l2(q, x)
-                        if _worse(dist[0], ids[0], exact, pool_ids[r]):
-                            _sift_down(dist, ids, k, exact, pool_ids[r])
+                        if worse(dist[0], ids[0], exact, pool_ids[r]):
+                            sift_down(dist, ids, k, exact, pool_ids[r])
                             if dist[0] < np.inf:
                                 screen = np.float32(dist[0] * margin)
         heap_sort(dist, ids)
 
 
 # ----------------------------------------------------------------------------- IVF-PQ
-
-
-@njit(inline="always")
-def _sift_down_rows(dist, ids, rows, size, d, i, row):
-    """``_sift_down`` for a heap that also carries each entry's pool row."""
-    pos = 0
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            break
-        right = child + 1
-        if right < size and _worse(dist[right], ids[right], dist[child], ids[child]):
-            child = right
-        if _worse(dist[child], ids[child], d, i):
-            dist[pos] = dist[child]
-            ids[pos] = ids[child]
-            rows[pos] = rows[child]
-            pos = child
-        else:
-            break
-    dist[pos] = d
-    ids[pos] = i
-    rows[pos] = row
-
-
-@njit(inline="always")
-def _heap_sort_rows(dist, ids, rows, size):
-    for end in range(size - 1, 0, -1):
-        d = dist[end]
-        i = ids[end]
-        row = rows[end]
-        dist[end] = dist[0]
-        ids[end] = ids[0]
-        rows[end] = rows[0]
-        _sift_down_rows(dist, ids, rows, end, d, i, row)
 
 
 # How the table of a (query, list) pair is made (see ivf_pq_search).
@@ -260,9 +225,9 @@ def ivf_pq_search(probes, coarse, tables_q, list_tables, centroids, codebooks, Q
                 for m in range(M):
                     acc32 += table[m, codes[r, m]]
                 d = np.float64(base + acc32)
-                if _worse(dist[0], ids[0], d, pool_ids[r]):
-                    _sift_down_rows(dist, ids, rows, kk, d, pool_ids[r], r)
-        _heap_sort_rows(dist, ids, rows, kk)
+                if worse(dist[0], ids[0], d, pool_ids[r]):
+                    sift_down_rows(dist, ids, rows, kk, d, pool_ids[r], r)
+        heap_sort_rows(dist, ids, rows, kk)
 
 
 @njit(parallel=True, cache=True, fastmath=SAFE_FASTMATH)
@@ -290,8 +255,8 @@ def rerank_exact(Q, cand_rows, cand_ids, raw, inner_product, out_dist, out_ids):
                 for j in range(d):
                     diff = np.float64(Q[qi, j]) - np.float64(raw[r, j])
                     acc += diff * diff
-            if _worse(dist[0], ids[0], acc, cand_ids[qi, c]):
-                _sift_down(dist, ids, k, acc, cand_ids[qi, c])
+            if worse(dist[0], ids[0], acc, cand_ids[qi, c]):
+                sift_down(dist, ids, k, acc, cand_ids[qi, c])
         heap_sort(dist, ids)
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 # The bounded (distance, id) max-heap shared by every top-k kernel.
-from .topk import heap_init, heap_push, heap_sort
+from .heap import heap_init, heap_push, heap_sort
 
 __all__ = [
     "encode_by_edges",

@@ -12,7 +12,6 @@ compressed distances) work with either kind.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
@@ -25,7 +24,7 @@ from .._storage import (
     register_format,
     restore_attributes,
 )
-from .._threads import resolve_n_threads, thread_limits
+from .._threads import numba_threads, resolve_n_threads, thread_limits
 from .._validation import (
     Interval,
     Metric,
@@ -42,7 +41,7 @@ from ..cluster.assign import ExactAssigner
 from ..cluster.kmeans import KMeans
 from ..kernels import kmeans1d
 from ..kernels import pq as kernels
-from .tile import DISTRIBUTIONS, TileEncoder, _numba_threads, code_dtype
+from .tile import DISTRIBUTIONS, TileEncoder, code_dtype
 
 __all__ = ["ProductQuantizer", "CODEBOOKS", "METRICS"]
 
@@ -343,7 +342,7 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         check_n_features(X, self.n_features_in_, "X")
         M = self.codebooks_.shape[0]
         codes = np.empty((X.shape[0], M), dtype=code_dtype(self._fitted_nbits()))
-        with _numba_threads(resolve_n_threads(self.n_threads)):
+        with numba_threads(resolve_n_threads(self.n_threads)):
             if self.edges_ is not None:
                 kernels.encode_by_edges(X, self.edges_, codes)
             else:
@@ -355,7 +354,7 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         check_is_fitted(self, "codebooks_")
         codes = check_codes(codes, self.codebooks_.shape[0], self._fitted_nbits())
         out = np.empty((codes.shape[0], self.n_features_in_), dtype=np.float32)
-        with _numba_threads(resolve_n_threads(self.n_threads)):
+        with numba_threads(resolve_n_threads(self.n_threads)):
             kernels.decode(codes, self.codebooks_, out)
         return out
 
@@ -368,7 +367,7 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         between sub-vector ``m`` of ``Q[q]`` and centroid ``c`` of sub-space ``m``; the
         ADC distance of a code is the sum of its M entries.
         """
-        with _numba_threads(resolve_n_threads(self.n_threads)):
+        with numba_threads(resolve_n_threads(self.n_threads)):
             return self._tables(Q)
 
     def _tables(self, Q):
@@ -390,7 +389,7 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         ranks. Builds the full matrix: use it for small inputs.
         """
         codes = self._check_codes(codes)
-        with _numba_threads(resolve_n_threads(self.n_threads)):
+        with numba_threads(resolve_n_threads(self.n_threads)):
             tables = self._tables(Q)
             out = np.empty((tables.shape[0], codes.shape[0]), dtype=np.float32)
             for q in range(tables.shape[0]):
@@ -420,7 +419,7 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         codes = self._check_codes(codes)
         k = check_positive_int(k, "k")
         n_threads = resolve_n_threads(self.n_threads)
-        with _numba_threads(n_threads):
+        with numba_threads(n_threads):
             tables = self._tables(Q)
             ip = self._metric == "ip"
             if ip:

@@ -15,9 +15,7 @@ and "auto" remove the need to know it.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
-import numba
 import numpy as np
 from scipy.special import ndtri
 
@@ -30,7 +28,7 @@ from .._storage import (
     register_format,
     restore_attributes,
 )
-from .._threads import resolve_n_threads, thread_limits
+from .._threads import numba_threads, resolve_n_threads, thread_limits
 from .._validation import (
     Interval,
     Options,
@@ -60,19 +58,6 @@ _CANDIDATES = ("normal", "lognormal", "empirical")
 def code_dtype(nbits: int):
     """uint8 for nbits <= 8, uint16 up to 16."""
     return np.uint8 if nbits <= 8 else np.uint16
-
-
-@contextmanager
-def _numba_threads(n_threads):
-    """Numba's thread count only: encode, decode, tables and scans use no BLAS, and
-    threadpoolctl's library scan can cost more than a small scan itself
-    (benchmarks/README.md, "Figures behind the code's constants")."""
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _empirical_quantiles(sorted_cols, probs):
@@ -364,7 +349,7 @@ class TileEncoder(ParamsMixin, Persistable):
         X = check_array(X, "X")
         check_n_features(X, self.n_features_in_, "X")
         codes = np.empty(X.shape, dtype=code_dtype(self.edges_.shape[1].bit_length()))
-        with _numba_threads(resolve_n_threads(self.n_threads)):
+        with numba_threads(resolve_n_threads(self.n_threads)):
             encode_by_edges(X, self.edges_, codes)
         return codes
 
@@ -374,7 +359,7 @@ class TileEncoder(ParamsMixin, Persistable):
         nbits = self.edges_.shape[1].bit_length()
         codes = check_codes(codes, self.n_features_in_, nbits)
         out = np.empty(codes.shape, dtype=np.float32)
-        with _numba_threads(resolve_n_threads(self.n_threads)):
+        with numba_threads(resolve_n_threads(self.n_threads)):
             _decode_kernel(codes, self.codebooks_, out)
         return out
 
