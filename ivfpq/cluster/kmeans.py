@@ -133,9 +133,10 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
     init : {"k-means++", "random", "k-means||"} or array of shape (n_clusters, n_features), \
             default="k-means++"
         "k-means++" is the greedy variant scikit-learn uses; "random" picks distinct rows;
-        "k-means||" is the scalable k-means++ of Bahmani et al. (a few passes over the
-        data, then weighted k-means++ on about ``10 * n_clusters`` candidates). On a
-        Dask array or an ``np.memmap`` "k-means++" runs as "k-means||".
+        "k-means||" is the scalable k-means++ of Bahmani et al. (7 passes over the
+        data, then weighted k-means++ on about ``10 * n_clusters`` candidates). Each
+        gives the same centroids wherever the rows are; greedy "k-means++" makes two
+        passes over the data per centroid, so prefer "k-means||" out of core.
     n_init : int or "auto", default="auto"
         Independent runs from different initialisations; the lowest inertia wins.
         "auto" means 1 for "k-means++" or an array, 10 for "random".

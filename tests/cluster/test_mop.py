@@ -3,7 +3,7 @@ import pytest
 
 from ivfpq import KMeans
 from ivfpq.cluster.assign import GraphAssigner
-from ivfpq.cluster.assign import Assigner, ExactAssigner
+from ivfpq.cluster.assign import ExactAssigner
 from ivfpq.cluster.kmeans import choose_algorithm
 from ivfpq.cluster.lloyd import lloyd_on_array
 from .._data import gaussian_mixture

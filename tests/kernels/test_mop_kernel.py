@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ivfpq.kernels.coarse import counting_order
-from ivfpq.kernels.hnsw import build_graph, draw_levels
+from ivfpq._graph import build_graph, draw_levels
 from ivfpq.kernels.mop import mop_assign, nearest_link_distances
 
 from .._data import gaussian_mixture
