@@ -18,7 +18,7 @@ from ivfpq.cli._common import progress_enabled
 from ivfpq.datasets import make_blobs
 from ivfpq.io import read_vectors, write_vectors
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
