@@ -176,8 +176,9 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
     min_iterations : int, default=2
         "mop" only: node expansions each search makes at least.
     bulk_size : int, default=2048
-        "mop" only: points per bulk; within a bulk, queries are sorted so that each
-        one starts near the previous one.
+        "mop" only: points per bulk, the unit of parallel work; within a bulk,
+        queries are sorted so that consecutive ones read the same part of the graph
+        (the order changes the speed, never a label).
     cold_start : {"auto", "two-level", "graph"}, default="auto"
         "mop" only: how the first assignment, which has no previous centroids to
         seed from, is made. "two-level" groups the centroids by a short k-means and
@@ -185,7 +186,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         and accurate when the data's clusters are coarser than the centroids);
         "graph" searches the graph from its upper layers (beam ``2*ef_search``);
         "auto" uses "two-level" where it finds the exact nearest centroid for 95% of
-        a sample of 2,000 rows, else "graph".
+        a fixed sample of 4,096 rows (chosen by global row number), else "graph".
     cold_nprobe : int, default=1
         "mop" only, with ``cold_start="two-level"``: groups of centroids each point
         is scored against (its nearest group and the groups nearest to that one).

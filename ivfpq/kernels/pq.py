@@ -310,8 +310,9 @@ def distance_tables_ip(Q, codebooks, tables):
 def _adc_row(codes, i, table):
     """``sum_m table[m, codes[i, m]]``, summed in float32 in the order m = 0, 1, ..., M-1.
 
-    Float32 like the tables: a float64 sum costs a conversion per lookup (about 15%
-    of the scan) and buys nothing, since every term is a float32 estimate. The order
+    Float32 like the tables: a float64 sum costs a conversion per lookup and buys
+    nothing, since every term is a float32 estimate (benchmarks/README.md, "Figures
+    behind the code's constants"). The order
     is fixed (no fastmath), so a distance never depends on which kernel computed it.
     """
     acc = np.float32(0.0)
