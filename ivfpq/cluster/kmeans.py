@@ -359,7 +359,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         cosine = self._metric == "cosine"
         if dask_blocks.is_dask_array(X):
             return dask_blocks.dask_executor(X, sample_weight, block_rows, cosine, self.n_threads)
-        if not isinstance(X, np.memmap):
+        if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf" or X.ndim != 2:
             X = check_array(X, "X")  # lists and the like become arrays, checked once
         return local_executor(X, sample_weight, block_rows, cosine)
 
