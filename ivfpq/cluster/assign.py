@@ -32,7 +32,7 @@ import numpy as np
 from .._threads import thread_limits
 from ..kernels.coarse import assign_rows, coarse_groups, counting_order, default_n_groups
 from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids
-from .._graph import build_graph, draw_levels, repair_nodes
+from .._graph import HNSWGraph, build_graph, draw_levels, repair_nodes
 from ..kernels.mop import mop_assign, nearest_link_distances
 
 __all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "two_level_assign"]
@@ -84,6 +84,15 @@ class Assigner:
     def widen_steps(self):
         """How many calls of :meth:`widen` succeed from a reset."""
         return 0
+
+    def get_state(self):
+        """``(meta, arrays)``: everything a prepared assigner holds beyond its parameters,
+        as JSON values and NumPy arrays (a checkpoint stores them)."""
+        return {}, {}
+
+    def set_state(self, meta, arrays, centroids):
+        """Become the assigner :meth:`get_state` described, prepared for ``centroids``."""
+        self.prepare(centroids)
 
 
 class ExactAssigner(Assigner):
@@ -308,6 +317,39 @@ class GraphAssigner(Assigner):
         while ef < self._widest():
             ef, steps = min(2 * ef, self._widest()), steps + 1
         return steps
+
+    _STATE_ARRAYS = ("_levels", "_projection", "_radius", "_anchor")
+    _STATE_SCALARS = ("_ef", "_stay", "_cold", "cold_start_", "stay_audit_", "stats")
+    _GRAPH_ARRAYS = ("data", "levels", "links0", "upper", "upper_offset")
+
+    def get_state(self):
+        meta = {name: getattr(self, name) for name in self._STATE_SCALARS}
+        meta["cold_agreement_"] = getattr(self, "cold_agreement_", None)
+        arrays = {name: getattr(self, name) for name in self._STATE_ARRAYS if getattr(self, name) is not None}
+        if self._groups is not None:
+            arrays.update(zip(("groups_means", "groups_candidates", "groups_starts"), self._groups))
+        meta["graph"] = None
+        if self.graph is not None:
+            g = self.graph
+            meta["graph"] = {"entry_point": g.entry_point, "max_level": g.max_level, "M": g.M,
+                             "n_linked": g.n_linked}
+            arrays.update({"graph_" + name: getattr(g, name) for name in self._GRAPH_ARRAYS})
+        return meta, arrays
+
+    def set_state(self, meta, arrays, centroids):
+        self.reset()
+        self.centroids = np.ascontiguousarray(centroids)
+        for name in self._STATE_SCALARS:
+            setattr(self, name, meta[name])
+        if meta.get("cold_agreement_") is not None:
+            self.cold_agreement_ = meta["cold_agreement_"]
+        for name in self._STATE_ARRAYS:
+            setattr(self, name, arrays.get(name))
+        if "groups_means" in arrays:
+            self._groups = (arrays["groups_means"], arrays["groups_candidates"], arrays["groups_starts"])
+        if meta["graph"] is not None:
+            self.graph = HNSWGraph(*(np.array(arrays["graph_" + name]) for name in self._GRAPH_ARRAYS),
+                                   **meta["graph"])
 
     # -- the parts -------------------------------------------------------------------------
 

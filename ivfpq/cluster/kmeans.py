@@ -8,6 +8,7 @@ never changes the result.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -31,7 +32,8 @@ from . import dask_blocks
 from .assign import ExactAssigner, GraphAssigner
 from .executor import local_executor, normalize_rows
 from .init import kmeans_parallel, kmeans_plusplus, random_centers
-from .lloyd import lloyd, predict
+from .checkpoint import Checkpoint, data_fingerprint, params_fingerprint
+from .lloyd import LloydResult, _restored_block, lloyd, predict
 
 __all__ = ["kmeans", "KMeans", "choose_algorithm"]
 
@@ -195,6 +197,15 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         stopped moving), the beam is doubled, up to this width, and the run goes on
         while a wider search still moves points. None means ``4 * ef_search``; set
         it to ``ef_search`` to stop at the first standstill.
+    checkpoint : str, path or None, default=None
+        A file where the whole state of the fit is written every ``checkpoint_every``
+        iterations (versioned ``.npz``, written atomically, no pickle; see
+        :mod:`ivfpq.cluster.checkpoint`). If the file exists when ``fit`` starts, the
+        fit resumes from it and ends exactly as the uninterrupted fit would; a file of
+        other data or other parameters is refused with a ``ValueError`` saying which.
+        The file is removed when the fit completes.
+    checkpoint_every : int, default=1
+        Counted iterations between two checkpoints.
 
     Attributes
     ----------
@@ -211,6 +222,9 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         One ``(seconds_since_fit_start, inertia)`` pair per iteration of the best run.
     changed_fraction_ : list of float
         Fraction of points whose cluster changed, per iteration of the best run.
+    resumed_at_ : int
+        The iteration a fit resumed from a checkpoint (0 for a fresh fit);
+        ``n_iter_`` and ``history_`` count the whole run.
 
     Examples
     --------
@@ -246,6 +260,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         "cold_start": [Options(COLD_STARTS)],
         "cold_nprobe": [Interval(int, 1, None)],
         "max_ef_search": [Interval(int, 1, None), None],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(int, 1, None)],
     }
 
     def __init__(
@@ -270,6 +286,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         cold_start="auto",
         cold_nprobe=1,
         max_ef_search=None,
+        checkpoint=None,
+        checkpoint_every=1,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -290,6 +308,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         self.cold_start = cold_start
         self.cold_nprobe = cold_nprobe
         self.max_ef_search = max_ef_search
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
 
     # -- scikit-learn protocol -------------------------------------------------------
 
@@ -332,15 +352,19 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
             n_init = self.n_init if isinstance(init, str) else 1  # given centroids are one start
         return n_clusters, init, n_init, self.max_iter, float(self.tol)
 
-    def _make_assigner(self, n_samples, n_features, n_clusters, rng):
+    def _assigner_seed(self, rng):
+        """The seed of a run's graph assigner, drawn after its initialisation (None for exact)."""
+        return int(rng.integers(2**31 - 1)) if self.algorithm_ == "mop" else None
+
+    def _make_assigner(self, seed):
         """The assigner for this fit's algorithm (``algorithm_``)."""
         if self.algorithm_ == "mop":
             return GraphAssigner(
                 M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search,
                 additional_centroids=self.additional_centroids,
-                min_iterations=self.min_iterations, bulk_size=self.bulk_size,
-                seed=int(rng.integers(2**31 - 1)), cold_start=self.cold_start,
-                cold_nprobe=self.cold_nprobe, max_ef_search=self.max_ef_search,
+                min_iterations=self.min_iterations, bulk_size=self.bulk_size, seed=seed,
+                cold_start=self.cold_start, cold_nprobe=self.cold_nprobe,
+                max_ef_search=self.max_ef_search,
             )
         return ExactAssigner()
 
@@ -397,18 +421,39 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
             self.algorithm_ = choose_algorithm(ex.n_rows, n_clusters, ex.n_features)
 
         best = None
+        self.resumed_at_ = 0
         with thread_limits(n_threads):
             blocks, stats = ex.validate()
             if not stats[2] > 0:
                 raise ValueError("sample_weight is zero everywhere; at least one weight must be positive")
-            for run in range(n_init):
-                centers = self._initial_centers(ex, blocks, stats, init, n_clusters, rng)
-                assigner = self._make_assigner(ex.n_rows, ex.n_features, n_clusters, rng)
+            ckpt = None
+            first_run = 0
+            if self.checkpoint is not None:
+                ckpt = Checkpoint.open(self.checkpoint, self.checkpoint_every,
+                                       data_fingerprint(ex, blocks, stats), params_fingerprint(self.get_params()))
+                if ckpt.resume is not None:
+                    first_run = ckpt.run
+                    ckpt.restore_rng(rng)
+                    self.resumed_at_ = ckpt.resumed_at
+                    if ckpt.best is not None:
+                        best = _result_from_state(ex, blocks, *ckpt.best)
+            for run in range(first_run, n_init):
+                if ckpt is not None and ckpt.resume is not None:
+                    centers, seed = ckpt.resume[1]["centers"], ckpt.assigner_seed
+                else:
+                    centers = self._initial_centers(ex, blocks, stats, init, n_clusters, rng)
+                    seed = self._assigner_seed(rng)
+                    if ckpt is not None:
+                        ckpt.start_run(run, rng, seed)
                 with _progress(self.verbose, max_iter, run, n_init) as callback:
-                    result = lloyd(ex, blocks, stats, centers, assigner, max_iter, tol,
-                                   spherical=self._metric == "cosine", callback=callback)
+                    result = lloyd(ex, blocks, stats, centers, self._make_assigner(seed), max_iter, tol,
+                                   spherical=self._metric == "cosine", callback=callback, checkpoint=ckpt)
                 if best is None or result.inertia < best.inertia:
                     best = result
+                if ckpt is not None and run + 1 < n_init:
+                    ckpt.finish_run(*_result_state(ex, best))
+            if ckpt is not None:
+                ckpt.remove()
         best.labels = ex.labels(best.states)
         return self._store_fit(best, ex.n_features)
 
@@ -518,6 +563,21 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
             model.history_ = [tuple(row) for row in archive.array("history", ndim=2).tolist()]
             model.changed_fraction_ = archive.array("changed_fraction", ndim=1).tolist()
         return model
+
+
+def _result_state(ex, result):
+    """A finished run as JSON values and arrays, for a checkpoint."""
+    meta = {"inertia": result.inertia, "n_iter": result.n_iter, "history": result.history,
+            "changed_fraction": result.changed_fraction, "work": result.work}
+    return meta, {"centers": result.centers, "labels": np.asarray(ex.labels(result.states))}
+
+
+def _result_from_state(ex, blocks, meta, arrays):
+    labels = arrays["labels"]
+    parts = [labels[ex.offsets[b]:ex.offsets[b + 1]] for b in range(ex.n_blocks)]
+    states = ex.map(_restored_block, blocks, parts, [None] * ex.n_blocks, [None] * ex.n_blocks, data=False)
+    return LloydResult(arrays["centers"], states, float(meta["inertia"]), int(meta["n_iter"]),
+                       [tuple(h) for h in meta["history"]], list(meta["changed_fraction"]), list(meta["work"]))
 
 
 @contextmanager

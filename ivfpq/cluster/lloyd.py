@@ -239,11 +239,63 @@ def _relocate_empty_clusters(ex, states, empty):
     return clusters, owner, rows[chosen], moves
 
 
+# ----------------------------------------------------------------------------- snapshots
+
+
+def _state_arrays(state):
+    return state.labels, state.sq_dists, state.state
+
+
+def _restored_block(block, labels, sq_dists, state):
+    return BlockState(block, labels, sq_dists, state)
+
+
+def _model_from(assigner, centers, scales):
+    return assigner, centers, scales.inertia_scale(centers)
+
+
+def _snapshot(ex, states, totals, model, loop):
+    """The loop's whole state, as JSON values and arrays (see ``checkpoint``)."""
+    parts = ex.gather(ex.map(_state_arrays, states, data=False))
+    sums, counts = ex.gather(totals)
+    assigner, centers, _ = ex.gather(model)
+    assigner_meta, assigner_arrays = assigner.get_state()
+    arrays = {"centers": centers, "sums": sums, "counts": counts,
+              "labels": np.concatenate([p[0] for p in parts]),
+              "sq_dists": np.concatenate([p[1] for p in parts])}
+    if parts[0][2] is not None:
+        arrays["row_state"] = np.concatenate([p[2] for p in parts])
+    arrays.update({"assigner_" + name: value for name, value in assigner_arrays.items()})
+    return {"loop": loop, "assigner": assigner_meta}, arrays
+
+
+def _restore(ex, blocks, snapshot, assigner, scales_handle):
+    """(loop values, block states, totals, model) from a :func:`_snapshot`."""
+    meta, arrays = snapshot
+    bounds = ex.offsets
+
+    def split(name):
+        if name not in arrays:
+            return [None] * ex.n_blocks
+        return [arrays[name][bounds[b]:bounds[b + 1]].copy() for b in range(ex.n_blocks)]
+
+    states = ex.map(_restored_block, blocks, split("labels"), split("sq_dists"), split("row_state"),
+                    data=False)
+    prefix = "assigner_"
+    assigner.set_state(meta["assigner"], {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)},
+                       arrays["centers"])
+    model = ex.submit(_model_from, ex.put(assigner), ex.put(arrays["centers"]), scales_handle, heavy=True)
+    totals = ex.put((arrays["sums"], arrays["counts"]))
+    loop = dict(meta["loop"])
+    loop["history"] = [tuple(h) for h in loop["history"]]
+    return loop, states, totals, model
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
 def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=False,
-          stop_when_allclose=False, callback=None):
+          stop_when_allclose=False, callback=None, checkpoint=None):
     """Lloyd iterations over the blocks of executor ``ex``, from ``centers``.
 
     Each iteration assigns every point with ``assigner`` and moves each centroid to
@@ -265,6 +317,9 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     assigner : an :class:`ivfpq.cluster.assign.Assigner`; it is reset first.
     max_iter : int
     tol : float, relative to the mean per-feature variance of the data.
+    checkpoint : object with ``every`` (iterations between snapshots), ``resume`` (a
+        snapshot to continue from, or None) and ``save(meta, arrays)``; see
+        :mod:`ivfpq.cluster.checkpoint`. A resumed run ends as the uninterrupted one.
     """
     start = time.perf_counter()
     n = ex.n_rows
@@ -284,21 +339,28 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         parts = ex.gather(ex.map(_sample_state, states, local_rows, data=False))
         return np.concatenate(parts) if parts[0] is not None else None
 
-    template = ex.put(assigner)
-    states = ex.map(_new_block_state, blocks, shared=(template,), data=False)
     scales_handle = ex.put(scales)
-    model = ex.submit(_prepare_model, template, ex.put(centers), sample_x, sample_state(states),
-                      scales_handle, ex.remote, heavy=True)
-    totals = None
-    tol_abs = 0.0
-    history, changed_fraction, work = [], [], []
+    resume = None if checkpoint is None else checkpoint.resume
+    if resume is None:
+        template = ex.put(assigner)
+        states = ex.map(_new_block_state, blocks, shared=(template,), data=False)
+        model = ex.submit(_prepare_model, template, ex.put(centers), sample_x, sample_state(states),
+                          scales_handle, ex.remote, heavy=True)
+        loop = {"iteration": 0, "n_iter": 0, "tol_abs": 0.0, "widen_left": assigner.widen_steps(),
+                "previous_inertia": None, "history": [], "changed_fraction": [], "work": []}
+        totals = None
+    else:
+        loop, states, totals, model = _restore(ex, blocks, resume, assigner, scales_handle)
+        start -= loop["history"][-1][0] if loop["history"] else 0.0
+    tol_abs = loop["tol_abs"]
+    history, changed_fraction, work = loop["history"], loop["changed_fraction"], loop["work"]
     labels_match_centers = False
-    n_iter = 0
+    n_iter = loop["n_iter"]
     stats_now = None
-    widen_left = assigner.widen_steps()
-    previous_inertia = np.inf
+    widen_left = loop["widen_left"]
+    previous_inertia = np.inf if loop["previous_inertia"] is None else loop["previous_inertia"]
 
-    for iteration in range(max_iter):
+    for iteration in range(loop["iteration"], max_iter):
         ex.keep(model)
         states, reduced = ex.map_reduce(_lloyd_step, add_partials, states,
                                         shared=(model, scales_handle, iteration == 0, ex.remote),
@@ -346,6 +408,11 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
             widen_left -= 1  # an approximate search that has all but stalled looks further
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
         previous_inertia = inertia
+        if checkpoint is not None and n_iter % checkpoint.every == 0:
+            loop = {"iteration": iteration + 1, "n_iter": n_iter, "tol_abs": tol_abs,
+                    "widen_left": widen_left, "previous_inertia": previous_inertia, "history": history,
+                    "changed_fraction": changed_fraction, "work": work}
+            checkpoint.save(*_snapshot(ex, states, totals, model, loop))
 
     if labels_match_centers:
         inertia = stats_now["inertia"]

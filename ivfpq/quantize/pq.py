@@ -60,7 +60,7 @@ class _SubspaceKMeans(KMeans):
     behind the code's constants").
     """
 
-    def _make_assigner(self, n_samples, n_features, n_clusters, rng):
+    def _make_assigner(self, seed):
         return ExactAssigner(block_rows=SUBSPACE_BLOCK_ROWS)
 
 
