@@ -57,8 +57,17 @@ class Assigner:
     def reset(self):
         """Forget everything from a previous run (beam width, audits, graph)."""
 
+    #: The excess cost over exact assignment, measured on the audit, above which the
+    #: loop asks for a wider search (see :meth:`widen`).
+    audit_tolerance = np.inf
+
     def audit_rows(self, n_rows):
         """Sorted global row numbers whose rows and states ``prepare`` wants, or None."""
+        return None
+
+    def audit_positions(self, n_sample):
+        """Which of the ``audit_rows`` the loop assigns exactly after every iteration to
+        measure this assigner (indices into them), or None."""
         return None
 
     def new_state(self, n_rows):
@@ -198,6 +207,10 @@ class GraphAssigner(Assigner):
         in ``stay_audit_``); never with a widened beam or one as wide as k.
     descend_warm : also run the upper-layer descent for points that have a previous
         centroid (the paper's recipe); points without one always descend.
+    audit_size : rows of the audit sample that the loop assigns exactly after every
+        iteration (one BLAS pass) to measure the fraction of points at their exact
+        nearest centroid and the excess cost of the assignment over exact assignment.
+    audit_tolerance : the excess above which the loop widens the search at once.
 
     The measurements behind the defaults are in ``benchmarks/README.md`` (MOPBucket
     ablation). Memory beyond the data: the state (``n * (1 + additional_centroids)``
@@ -223,7 +236,7 @@ class GraphAssigner(Assigner):
                  min_iterations=2, bulk_size=2048, seed=0, *, ef_cold=None, warm_start=True,
                  seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05,
                  rebuild_fraction=0.5, cold_start="auto", cold_nprobe=1, max_ef_search=None,
-                 stay_check=True):
+                 stay_check=True, audit_size=1024, audit_tolerance=1e-3):
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -242,6 +255,8 @@ class GraphAssigner(Assigner):
         self.cold_nprobe = cold_nprobe
         self.max_ef_search = max_ef_search
         self.stay_check = stay_check
+        self.audit_size = audit_size
+        self.audit_tolerance = audit_tolerance
         self.reset()
 
     # -- the protocol --------------------------------------------------------------------
@@ -264,6 +279,10 @@ class GraphAssigner(Assigner):
     def audit_rows(self, n_rows):
         rng = np.random.default_rng(self.seed)
         return np.sort(rng.choice(n_rows, min(n_rows, AUDIT_SAMPLE), replace=False)).astype(np.int64)
+
+    def audit_positions(self, n_sample):
+        rng = np.random.default_rng(self.seed + 1)
+        return np.sort(rng.permutation(n_sample)[:min(n_sample, self.audit_size)]).astype(np.int64)
 
     def new_state(self, n_rows):
         return np.full((n_rows, 1 + self.additional_centroids), -1, dtype=np.int32)

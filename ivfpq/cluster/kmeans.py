@@ -12,6 +12,7 @@ import os
 from contextlib import contextmanager
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, register_format
@@ -197,6 +198,14 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         stopped moving), the beam is doubled, up to this width, and the run goes on
         while a wider search still moves points. None means ``4 * ef_search``; set
         it to ``ef_search`` to stop at the first standstill.
+    audit_size : int, default=1024
+        "mop" only: rows of a fixed sample (chosen by global row number) assigned
+        exactly after every iteration, one BLAS pass, to measure the search: the
+        fraction of points at their exact nearest centroid and the excess cost over
+        exact assignment (``audit_``, and the progress bar). 0 turns it off.
+    audit_tolerance : float, default=1e-3
+        "mop" only: an excess cost above this widens the search at once (up to
+        ``max_ef_search``).
     checkpoint : str, path or None, default=None
         A file where the whole state of the fit is written every ``checkpoint_every``
         iterations (versioned ``.npz``, written atomically, no pickle; see
@@ -222,6 +231,10 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         One ``(seconds_since_fit_start, inertia)`` pair per iteration of the best run.
     changed_fraction_ : list of float
         Fraction of points whose cluster changed, per iteration of the best run.
+    audit_ : list of (float, float)
+        "mop" only: per iteration of the best run, the fraction of the audit rows at
+        their exact nearest centroid and the relative excess cost of their assignment
+        over exact assignment (see ``audit_size``). Empty for exact Lloyd.
     resumed_at_ : int
         The iteration a fit resumed from a checkpoint (0 for a fresh fit);
         ``n_iter_`` and ``history_`` count the whole run.
@@ -260,6 +273,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         "cold_start": [Options(COLD_STARTS)],
         "cold_nprobe": [Interval(int, 1, None)],
         "max_ef_search": [Interval(int, 1, None), None],
+        "audit_size": [Interval(int, 0, None)],
+        "audit_tolerance": [Interval(float, 0, None)],
         "checkpoint": [str, os.PathLike, None],
         "checkpoint_every": [Interval(int, 1, None)],
     }
@@ -286,6 +301,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         cold_start="auto",
         cold_nprobe=1,
         max_ef_search=None,
+        audit_size=1024,
+        audit_tolerance=1e-3,
         checkpoint=None,
         checkpoint_every=1,
     ):
@@ -308,6 +325,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         self.cold_start = cold_start
         self.cold_nprobe = cold_nprobe
         self.max_ef_search = max_ef_search
+        self.audit_size = audit_size
+        self.audit_tolerance = audit_tolerance
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
 
@@ -364,7 +383,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
                 additional_centroids=self.additional_centroids,
                 min_iterations=self.min_iterations, bulk_size=self.bulk_size, seed=seed,
                 cold_start=self.cold_start, cold_nprobe=self.cold_nprobe,
-                max_ef_search=self.max_ef_search,
+                max_ef_search=self.max_ef_search, audit_size=self.audit_size,
+                audit_tolerance=self.audit_tolerance,
             )
         return ExactAssigner()
 
@@ -466,6 +486,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         self.n_iter_ = best.n_iter
         self.history_ = [(seconds, inertia * scale) for seconds, inertia in best.history]
         self.changed_fraction_ = list(best.changed_fraction)
+        self.audit_ = [tuple(a) for a in best.audit]
         self.n_features_in_ = n_features
         return self
 
@@ -568,7 +589,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
 def _result_state(ex, result):
     """A finished run as JSON values and arrays, for a checkpoint."""
     meta = {"inertia": result.inertia, "n_iter": result.n_iter, "history": result.history,
-            "changed_fraction": result.changed_fraction, "work": result.work}
+            "changed_fraction": result.changed_fraction, "work": result.work, "audit": result.audit}
     return meta, {"centers": result.centers, "labels": np.asarray(ex.labels(result.states))}
 
 
@@ -577,22 +598,29 @@ def _result_from_state(ex, blocks, meta, arrays):
     parts = [labels[ex.offsets[b]:ex.offsets[b + 1]] for b in range(ex.n_blocks)]
     states = ex.map(_restored_block, blocks, parts, [None] * ex.n_blocks, [None] * ex.n_blocks, data=False)
     return LloydResult(arrays["centers"], states, float(meta["inertia"]), int(meta["n_iter"]),
-                       [tuple(h) for h in meta["history"]], list(meta["changed_fraction"]), list(meta["work"]))
+                       [tuple(h) for h in meta["history"]], list(meta["changed_fraction"]), list(meta["work"]),
+                       [tuple(a) for a in meta["audit"]])
 
 
 @contextmanager
 def _progress(verbose, max_iter, run, n_init):
-    """A tqdm bar fed by the loop's callback; nothing at all when not verbose."""
+    """A tqdm bar fed by the loop's callback; nothing at all when not verbose.
+
+    It shows the iteration against ``max_iter``, the seconds per iteration and the time
+    left at that pace, the inertia, the fraction of points that moved and, for mop, the
+    audit: the excess cost of the assignment over exact assignment on the audit rows.
+    """
     if not verbose:
         yield None
         return
-    from tqdm.auto import tqdm
-
     desc = "k-means" if n_init == 1 else f"k-means run {run + 1}/{n_init}"
     with tqdm(total=max_iter, desc=desc, unit="it", leave=False) as bar:
 
-        def callback(iteration, inertia, changed):
-            bar.set_postfix(inertia=f"{inertia:.6g}", changed=f"{changed:.2%}", refresh=False)
-            bar.update(1)
+        def callback(iteration, inertia, changed, audit=None):
+            figures = {"inertia": f"{inertia:.6g}", "moved": f"{changed:.2%}"}
+            if audit is not None:
+                figures["excess"] = f"{audit[1]:.1e}"
+            bar.set_postfix(figures, refresh=False)
+            bar.update(iteration - bar.n)
 
         yield callback

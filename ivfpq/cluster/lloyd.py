@@ -38,6 +38,7 @@ from ..kernels.lloyd import (
     fixed_total,
     updated_centers,
 )
+from ..kernels.distances import nearest_centroids
 from .assign import ExactAssigner
 from .executor import add_partials, block_of_rows, gather_rows, local_executor
 
@@ -95,6 +96,7 @@ class LloydResult:
     history: list = field(default_factory=list)
     changed_fraction: list = field(default_factory=list)
     work: list = field(default_factory=list)
+    audit: list = field(default_factory=list)
     labels: object = None
 
 
@@ -226,6 +228,23 @@ def _sample_state(state, local_rows):
     return None if state.state is None else state.state[local_rows].copy()
 
 
+def _sample_sq_dists(state, local_rows):
+    return state.sq_dists[local_rows]
+
+
+def _audit(model, sample_x, sample_sq):
+    """(fraction of the rows at their exact nearest centroid, excess cost over exact
+    assignment) of an assignment, from its exact distances on a sample of rows."""
+    _, centers, _ = model
+    m = sample_x.shape[0]
+    exact = np.empty(m, dtype=np.float64)
+    nearest_centroids(np.ascontiguousarray(sample_x, dtype=centers.dtype), centers, np.empty(m, np.int64),
+                      exact)
+    total = float(np.sum(exact))
+    excess = (float(np.sum(sample_sq)) - total) / total if total > 0 else 0.0
+    return float(np.mean(sample_sq <= exact)), max(excess, 0.0)
+
+
 def _relocate_empty_clusters(ex, states, empty):
     """Give each empty cluster one of the farthest points of all blocks (ties to the
     lower global row). Returns the new states and the moves for :func:`_summarize`."""
@@ -288,6 +307,7 @@ def _restore(ex, blocks, snapshot, assigner, scales_handle):
     totals = ex.put((arrays["sums"], arrays["counts"]))
     loop = dict(meta["loop"])
     loop["history"] = [tuple(h) for h in loop["history"]]
+    loop["audit"] = [tuple(a) for a in loop["audit"]]
     return loop, states, totals, model
 
 
@@ -339,6 +359,16 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         parts = ex.gather(ex.map(_sample_state, states, local_rows, data=False))
         return np.concatenate(parts) if parts[0] is not None else None
 
+    # The exact audit: a fixed part of the sample, assigned exactly after every iteration.
+    audit_at = None if audit_rows is None else assigner.audit_positions(len(audit_rows))
+    audit_x = None if audit_at is None or audit_at.size == 0 else sample_x[audit_at]
+
+    def audit(states, model):
+        if audit_x is None:
+            return None
+        parts = ex.gather(ex.map(_sample_sq_dists, states, local_rows, data=False))
+        return ex.gather(ex.submit(_audit, model, audit_x, np.concatenate(parts)[audit_at], heavy=True))
+
     scales_handle = ex.put(scales)
     resume = None if checkpoint is None else checkpoint.resume
     if resume is None:
@@ -347,13 +377,14 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         model = ex.submit(_prepare_model, template, ex.put(centers), sample_x, sample_state(states),
                           scales_handle, ex.remote, heavy=True)
         loop = {"iteration": 0, "n_iter": 0, "tol_abs": 0.0, "widen_left": assigner.widen_steps(),
-                "previous_inertia": None, "history": [], "changed_fraction": [], "work": []}
+                "previous_inertia": None, "history": [], "changed_fraction": [], "work": [], "audit": []}
         totals = None
     else:
         loop, states, totals, model = _restore(ex, blocks, resume, assigner, scales_handle)
         start -= loop["history"][-1][0] if loop["history"] else 0.0
     tol_abs = loop["tol_abs"]
     history, changed_fraction, work = loop["history"], loop["changed_fraction"], loop["work"]
+    audits = loop["audit"]
     labels_match_centers = False
     n_iter = loop["n_iter"]
     stats_now = None
@@ -378,6 +409,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
             labels_match_centers = True
             break
         n_iter += 1
+        audit_now = audit(states, model)
         if stats_now["empty"].size:
             clusters, owner, rows, moves = _relocate_empty_clusters(ex, states, stats_now["empty"])
             states = list(states)
@@ -397,9 +429,14 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         history.append((time.perf_counter() - start, inertia))
         changed_fraction.append(changed / n)
         work.append(stats_now["work"])
+        if audit_now is not None:
+            audits.append(audit_now)
         if callback is not None:
-            callback(n_iter, inertia, changed / n)
-        if stats_now["converged"]:
+            callback(n_iter, inertia, changed / n, audit_now)
+        if audit_now is not None and audit_now[1] > assigner.audit_tolerance and widen_left:
+            widen_left -= 1  # the search leaves points far from their nearest centroid: look further
+            model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+        elif stats_now["converged"]:
             if not widen_left:
                 break
             widen_left -= 1
@@ -411,7 +448,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         if checkpoint is not None and n_iter % checkpoint.every == 0:
             loop = {"iteration": iteration + 1, "n_iter": n_iter, "tol_abs": tol_abs,
                     "widen_left": widen_left, "previous_inertia": previous_inertia, "history": history,
-                    "changed_fraction": changed_fraction, "work": work}
+                    "changed_fraction": changed_fraction, "work": work, "audit": audits}
             checkpoint.save(*_snapshot(ex, states, totals, model, loop))
 
     if labels_match_centers:
@@ -423,7 +460,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         inertia = ex.gather(ex.submit(_final_inertia, reduced, model))
     final_centers = ex.gather(ex.submit(operator.getitem, model, 1))
     ex.drop_kept()
-    return LloydResult(final_centers, states, inertia, n_iter, history, changed_fraction, work)
+    return LloydResult(final_centers, states, inertia, n_iter, history, changed_fraction, work, audits)
 
 
 # ----------------------------------------------------------------------------- predict

@@ -23,7 +23,7 @@ KILL_SCRIPT = textwrap.dedent("""
     X = np.load(data, mmap_mode="r") if params.pop("memmap") else np.load(data)
     @contextlib.contextmanager
     def progress(verbose, max_iter, run, n_init):
-        def callback(iteration, inertia, changed):
+        def callback(iteration, inertia, changed, audit=None):
             if run == n_init - 1 and iteration == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, as a crash
         yield callback
