@@ -32,8 +32,8 @@ __all__ = [
 
 
 def make_blobs(n_samples=1000, n_features=2, centers=5, cluster_std=1.0, spread=10.0,
-               random_state=0, dtype=np.float32):
-    """Gaussian blobs: ``centers`` isotropic clusters of near-equal size.
+               random_state=0, dtype=np.float32, std_range=None):
+    """Gaussian blobs: ``centers`` clusters of near-equal size.
 
     Parameters
     ----------
@@ -45,6 +45,10 @@ def make_blobs(n_samples=1000, n_features=2, centers=5, cluster_std=1.0, spread=
         Blob centres are drawn uniformly from ``[-spread, spread]`` per dimension.
     random_state : int, Generator or None, default=0
     dtype : numpy dtype, default=float32
+    std_range : (float, float) or None, default=None
+        Anisotropic blobs: each blob's standard deviation along each dimension is
+        ``cluster_std`` times a factor drawn uniformly from this range (None: every
+        blob isotropic).
 
     Returns
     -------
@@ -64,11 +68,18 @@ def make_blobs(n_samples=1000, n_features=2, centers=5, cluster_std=1.0, spread=
     centers = check_positive_int(centers, "centers")
     cluster_std = check_positive_float(cluster_std, "cluster_std", allow_zero=True)
     spread = check_positive_float(spread, "spread", allow_zero=True)
+    if std_range is not None:
+        low, high = (check_positive_float(v, "std_range", allow_zero=True) for v in std_range)
+        if low > high:
+            raise ValueError(f"std_range must be (low, high) with low <= high, got {std_range!r}")
     rng = check_random_state(random_state)
     means = rng.uniform(-spread, spread, size=(centers, n_features))
     y = np.arange(n_samples) % centers
     rng.shuffle(y)
-    X = means[y] + cluster_std * rng.standard_normal((n_samples, n_features))
+    scales = np.full((centers, n_features), cluster_std)
+    if std_range is not None:
+        scales = cluster_std * rng.uniform(low, high, size=(centers, n_features))
+    X = means[y] + scales[y] * rng.standard_normal((n_samples, n_features))
     return X.astype(dtype), y.astype(np.int64)
 
 

@@ -203,9 +203,9 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         exactly after every iteration, one BLAS pass, to measure the search: the
         fraction of points at their exact nearest centroid and the excess cost over
         exact assignment (``audit_``, and the progress bar). 0 turns it off.
-    audit_tolerance : float, default=1e-3
+    audit_tolerance : float or None, default=1e-3
         "mop" only: an excess cost above this widens the search at once (up to
-        ``max_ef_search``).
+        ``max_ef_search``); None never does.
     checkpoint : str, path or None, default=None
         A file where the whole state of the fit is written every ``checkpoint_every``
         iterations (versioned ``.npz``, written atomically, no pickle; see
@@ -274,7 +274,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         "cold_nprobe": [Interval(int, 1, None)],
         "max_ef_search": [Interval(int, 1, None), None],
         "audit_size": [Interval(int, 0, None)],
-        "audit_tolerance": [Interval(float, 0, None)],
+        "audit_tolerance": [Interval(float, 0, None), None],
         "checkpoint": [str, os.PathLike, None],
         "checkpoint_every": [Interval(int, 1, None)],
     }
@@ -384,7 +384,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
                 min_iterations=self.min_iterations, bulk_size=self.bulk_size, seed=seed,
                 cold_start=self.cold_start, cold_nprobe=self.cold_nprobe,
                 max_ef_search=self.max_ef_search, audit_size=self.audit_size,
-                audit_tolerance=self.audit_tolerance,
+                audit_tolerance=np.inf if self.audit_tolerance is None else self.audit_tolerance,
             )
         return ExactAssigner()
 

@@ -361,7 +361,8 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
 
     # The exact audit: a fixed part of the sample, assigned exactly after every iteration.
     audit_at = None if audit_rows is None else assigner.audit_positions(len(audit_rows))
-    audit_x = None if audit_at is None or audit_at.size == 0 else sample_x[audit_at]
+    audit_x = None if audit_at is None or audit_at.size == 0 else ex.put(sample_x[audit_at])
+    sample_x = None if sample_x is None else ex.put(sample_x)  # sent to the workers once
 
     def audit(states, model):
         if audit_x is None:
@@ -433,8 +434,11 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
             audits.append(audit_now)
         if callback is not None:
             callback(n_iter, inertia, changed / n, audit_now)
-        if audit_now is not None and audit_now[1] > assigner.audit_tolerance and widen_left:
-            widen_left -= 1  # the search leaves points far from their nearest centroid: look further
+        # The first assignment has no previous centroids to search from (its audit
+        # measures the cold start); from the second on, a high excess means the search
+        # leaves points where it should not.
+        if iteration > 0 and audit_now is not None and audit_now[1] > assigner.audit_tolerance and widen_left:
+            widen_left -= 1
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
         elif stats_now["converged"]:
             if not widen_left:
