@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 import os
 from pathlib import Path
 
@@ -134,11 +135,15 @@ def data_root(root=None) -> Path:
     return path
 
 
+# A dtype tag between the stem and the extension, as in ``base.u8.npy``.
+_DTYPE_TAG = re.compile(r"\.(u8|i8|u16|i16|f16|f32|f64)$", re.IGNORECASE)
+
+
 def _stem(name: str):
     lower = name.lower()
     for ending in sorted(EXTENSIONS, key=len, reverse=True):
         if lower.endswith(ending):
-            return name[: len(name) - len(ending)], ending
+            return _DTYPE_TAG.sub("", name[: len(name) - len(ending)]), ending
     return None, None
 
 
