@@ -512,8 +512,10 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
             raise ValueError(f"the faiss quantizer has nbits={nbits}; ivfpq codes hold 1 to 16 bits")
         K, dsub = 1 << nbits, d // M
         centroids = faiss.vector_to_array(pq.centroids)
-        if centroids.size != M * K * dsub:
-            raise ValueError("the faiss ProductQuantizer is not trained (it has no centroids)")
+        # faiss allocates the centroids zeroed and has no trained flag: all zeros (every
+        # code the same vector) is what an untrained quantizer looks like.
+        if centroids.size != M * K * dsub or not centroids.any():
+            raise ValueError("the faiss ProductQuantizer is not trained (its centroids are all zero)")
         obj = cls(M, nbits, metric="l2" if metric is None else metric, n_threads=n_threads)
         obj._check_params(d)
         codebooks = np.ascontiguousarray(centroids.reshape(M, K, dsub), dtype=np.float32)
