@@ -10,7 +10,7 @@ import pytest
 from ivfpq import IVFPQ, IVFFlat, KMeans, NotFittedError, ProductQuantizer
 from ivfpq._faiss import pack_codes, unpack_codes
 
-from ._data import SHARED_DATA
+from ._data import SHARED_DATA, gaussian_mixture
 
 faiss = pytest.importorskip("faiss")
 
@@ -26,9 +26,7 @@ def sift():
 
 @pytest.fixture(scope="module")
 def small():
-    rng = np.random.default_rng(0)
-    centers = rng.standard_normal((12, 16)).astype(np.float32) * 4
-    X = centers[rng.integers(0, 12, 3000)] + rng.standard_normal((3000, 16), dtype=np.float32)
+    X = gaussian_mixture(3000, 16, 12, seed=0)
     return X[:2800], X[2800:]
 
 
