@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "require_faiss",
+    "concrete",
     "faiss_metric",
     "metric_from_faiss",
     "flat_quantizer",
@@ -41,6 +42,12 @@ def require_faiss():
     except ImportError as exc:
         raise ImportError(f"this conversion needs faiss, which is not installed: {_INSTALL_HINT}") from exc
     return faiss
+
+
+def concrete(faiss, index):
+    """A faiss index as its own class: faiss hands out sub-indexes (``base_index``,
+    ``quantizer``) typed as the base class ``Index``, which hides their fields."""
+    return faiss.downcast_index(index) if type(index) is faiss.Index else index
 
 
 def faiss_metric(faiss, metric):

@@ -339,6 +339,10 @@ def test_ivfpq_refine_exports_index_refine_flat(sift, sift_ivfpq):
     for nprobe in (1, 8):
         ivf.nprobe = nprobe
         assert_same_neighbours(*index.search(Q, 10, nprobe=nprobe), *findex.search(Q, 10), rtol=1e-6)
+    # its IVF-PQ part, handed out by faiss as a bare Index, reads back without the raw vectors
+    back = IVFPQ.from_faiss(findex.base_index)
+    assert back.ntotal == index.ntotal and not back.keep_raw and back.refine is None
+    assert_same_neighbours(*back.search(Q, 10, nprobe=8), *ivf.search(Q, 10), rtol=1e-5)
 
 
 def test_ivfpq_to_faiss_refuses_what_it_cannot_represent(small):

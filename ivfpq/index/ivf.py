@@ -588,6 +588,7 @@ class IVFFlat(_IVFBase):
             Trained; searches give faiss's neighbours at the same ``nprobe``.
         """
         faiss = _faiss.require_faiss()
+        index = _faiss.concrete(faiss, index)
         if isinstance(index, faiss.IndexIVFFlatDedup):
             raise ValueError("an IndexIVFFlatDedup keeps one copy of duplicate vectors in its "
                              "lists; IVFFlat has no such lists")
@@ -1049,6 +1050,7 @@ class IVFPQ(_IVFBase):
             :meth:`ProductQuantizer.from_faiss` of the index's ``pq``.
         """
         faiss = _faiss.require_faiss()
+        index = _faiss.concrete(faiss, index)
         if isinstance(index, faiss.IndexIVFPQR):
             raise ValueError("an IndexIVFPQR re-ranks with a second PQ of the residuals, which "
                              "IVFPQ does not have; export its IndexIVFPQ part only")
