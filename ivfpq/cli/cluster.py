@@ -5,21 +5,48 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from ..cluster import KMeans
 from ..datasets import make_blobs
+from ..index import IVFFlat, ground_truth, recall
 from ..plot import plot_clusters, plot_score_over_time, save_figure
 from ._common import CommandError, check_out_dir, load_vectors, progress_enabled, say, write_json
 
-__all__ = ["DEMO_SETS", "demo", "cluster"]
+__all__ = ["DEMO_SETS", "DEMO_RACE", "RaceSize", "demo", "cluster"]
 
-#: The built-in demo data: name -> (n, d, blobs drawn, k clustered, blob std).
+#: The demo's 2-D set: name -> (n, d, blobs drawn, k clustered, blob std).
 DEMO_SETS = {
     "blobs2d": (3000, 2, 6, 6, 1.3),
-    "blobs64d": (20000, 64, 8, 8, 7.0),
 }
+
+
+class RaceSize(NamedTuple):
+    """Sizes of the demo's race between exact Lloyd and mop."""
+
+    n: int           # points clustered
+    d: int           # dimensions
+    components: int  # Gaussian components the points are drawn from
+    k: int           # clusters, and lists of the index built on them
+    iterations: int  # Lloyd iterations of each run; exact Lloyd's last one sets the target
+    queries: int     # held-out points searched in the index
+    nprobe: tuple    # lists probed per query, one recall figure each
+
+
+#: The race: "full" is what ``ivfpq demo`` runs, "quick" what ``--quick`` runs. Many
+#: more clusters than components is where mop pays: most points keep their centroid
+#: from one iteration to the next, and exact Lloyd still compares each with all k.
+DEMO_RACE = {
+    "full": RaceSize(n=200_000, d=64, components=1000, k=5000, iterations=10, queries=1000,
+                     nprobe=(1, 4, 16)),
+    "quick": RaceSize(n=6000, d=16, components=40, k=300, iterations=10, queries=100,
+                      nprobe=(1, 4, 16)),
+}
+
+#: The race's target: exact Lloyd's inertia after ``iterations`` iterations, plus 0.5%.
+TARGET_SLACK = 1.005
 
 
 def fit_kmeans(X, k, args, *, init="k-means++", n_init="auto", metric="sqeuclidean", tol=1e-4):
@@ -42,13 +69,7 @@ def fit_kmeans(X, k, args, *, init="k-means++", n_init="auto", metric="sqeuclide
 
 
 def _kmeans_summary(model, X, seconds, source, args):
-    changed = model.changed_fraction_
-    history = []
-    for i, (elapsed, inertia) in enumerate(model.history_):
-        entry = {"iteration": i + 1, "seconds": round(float(elapsed), 6), "inertia": float(inertia)}
-        if i < len(changed):
-            entry["changed_fraction"] = round(float(changed[i]), 6)
-        history.append(entry)
+    history = _history(model)
     return {
         "input": source,
         "n": int(X.shape[0]),
@@ -99,8 +120,179 @@ def _write_kmeans_outputs(out, X, model, summary, plots, label):
     return summary["files"]
 
 
+def _history(model):
+    """``history_`` and ``changed_fraction_`` as one list of per-iteration records."""
+    changed = model.changed_fraction_
+    history = []
+    for i, (elapsed, inertia) in enumerate(model.history_):
+        entry = {"iteration": i + 1, "seconds": round(float(elapsed), 6), "inertia": float(inertia)}
+        if i < len(changed):
+            entry["changed_fraction"] = round(float(changed[i]), 6)
+        history.append(entry)
+    return history
+
+
+def _race_data(size, seed):
+    """The race's points and its held-out queries: one seeded Gaussian mixture, split."""
+    X, _ = make_blobs(size.n + size.queries, size.d, centers=size.components, cluster_std=1.0,
+                      spread=10.0, random_state=seed)
+    return X[: size.n], X[size.n:]
+
+
+def _index_on(centroids):
+    """An :class:`ivfpq.IVFFlat` whose lists are exactly ``centroids``.
+
+    ``IVFFlat`` learns its lists itself, so it is trained on the centroids alone with one
+    list per centroid: its k-means then starts from all of them (distinct rows) and each
+    is its own cluster, which leaves them unchanged (the tests check it).
+    """
+    index = IVFFlat(nlist=centroids.shape[0], kmeans_iter=1, max_points_per_centroid=1,
+                    kmeans_algorithm="lloyd", quantizer="exact", random_state=0)
+    return index.train(centroids)
+
+
+def _warm_up_race(X, Q):
+    """Tiny untimed runs of every step the race times, so that Numba compiles there."""
+    rows, k = X[:2048], 64
+    for algorithm in ("lloyd", "mop"):
+        KMeans(n_clusters=k, init=rows[:k], n_init=1, max_iter=3, tol=0.0,
+               algorithm=algorithm, random_state=0).fit(rows)
+    index = _index_on(rows[:k])
+    index.add(rows)
+    index.search(Q[:8], 10, nprobe=2)
+    ground_truth(rows, Q[:8], 10)
+
+
+def _seconds_to(history, target):
+    """Seconds since the start of the fit at the first iteration at or below ``target``."""
+    for seconds, inertia in history:
+        if inertia <= target:
+            return float(seconds)
+    return None
+
+
+def _race_plot(runs, target, reached, speedup, size, path):
+    """race.png: inertia against seconds for both runs, the target, and when each reached it."""
+    headline = "" if speedup is None else f"; mop reaches the target {speedup:.1f}x sooner"
+    fig = plot_score_over_time(
+        {label: model.history_ for label, (model, _) in runs.items()},
+        title=f"k={size.k:,} clusters of {size.n:,} points in {size.d}-D{headline}",
+    )
+    ax = fig.axes[0]
+    ax.axhline(target, color="0.4", linestyle="--", linewidth=1,
+               label=f"target: exact Lloyd's inertia after {size.iterations} iterations +0.5%")
+    for line, seconds in zip(ax.lines, reached):
+        if seconds is not None:
+            ax.axvline(seconds, color=line.get_color(), linestyle=":", linewidth=1)
+    # The first iteration sits far above the rest; zoom in on the approach to the target.
+    low = min(model.history_[-1][1] for model, _ in runs.values())
+    high = max(model.history_[0][1] for model, _ in runs.values())
+    ax.set_ylim(low - 0.1 * (target - low), min(high, low + 15 * (target - low)))
+    ax.legend(ax.lines, [line.get_label() for line in ax.lines], loc="upper right",
+              fontsize="small")
+    save_figure(fig, path)
+
+
+RACE_LABELS = {"lloyd": "exact Lloyd", "mop": "mop"}
+
+
+def race(args, size, folder):
+    """Exact Lloyd against mop on one dataset from one start, then an index on mop's centroids.
+
+    Returns the race's summary (also written to ``folder/summary.json``).
+    """
+    X, Q = _race_data(size, args.seed)
+    say(args, f"race: {size.n:,} points in {size.d}-D ({size.components:,} Gaussian components, "
+              f"seed {args.seed}), k={size.k:,}, {size.iterations} iterations each from the "
+              f"same {size.k:,} random rows")
+    start = time.perf_counter()
+    _warm_up_race(X, Q)
+    warm_up = time.perf_counter() - start
+    say(args, f"  warm-up, untimed: {warm_up:.1f} s (Numba compiles the kernels on a first run)")
+    rng = np.random.default_rng(args.seed)
+    init = X[np.sort(rng.choice(X.shape[0], size=size.k, replace=False))]
+    runs = {}
+    for algorithm in ("lloyd", "mop"):
+        start = time.perf_counter()
+        model = KMeans(n_clusters=size.k, init=init, n_init=1, max_iter=size.iterations,
+                       tol=0.0, algorithm=algorithm, random_state=args.seed,
+                       verbose=progress_enabled(args)).fit(X)
+        runs[RACE_LABELS[algorithm]] = (model, time.perf_counter() - start)
+    lloyd, mop = runs["exact Lloyd"][0], runs["mop"][0]
+    target = lloyd.history_[-1][1] * TARGET_SLACK
+    summary_runs = {}
+    for label, (model, seconds) in runs.items():
+        reached = _seconds_to(model.history_, target)
+        summary_runs[model.algorithm] = {
+            "label": label, "iterations": int(model.n_iter_), "inertia": float(model.inertia_),
+            "seconds": round(seconds, 4),
+            "seconds_to_target": None if reached is None else round(reached, 4),
+            "history": _history(model),
+        }
+        when = "not reached" if reached is None else f"{reached:.2f} s"
+        say(args, f"  {label + ':':13} {_plural(model.n_iter_, 'iteration')} in {seconds:6.2f} s, "
+                  f"inertia {model.inertia_:.6g}; target reached at {when}")
+    to_lloyd = summary_runs["lloyd"]["seconds_to_target"]
+    to_mop = summary_runs["mop"]["seconds_to_target"]
+    speedup = to_lloyd / to_mop if to_mop else None
+    if speedup is None:
+        say(args, f"  target {target:.6g} (exact Lloyd's last inertia +0.5%): mop did not reach "
+                  f"it in {size.iterations} iterations")
+    else:
+        faster = f"{speedup:.1f}x sooner" if speedup >= 1 else f"{1 / speedup:.1f}x later"
+        say(args, f"  target {target:.6g} (exact Lloyd's last inertia +0.5%): mop reached it "
+                  f"{faster} than exact Lloyd")
+
+    start = time.perf_counter()
+    index = _index_on(mop.cluster_centers_)
+    index.add(X)
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    _, truth = ground_truth(X, Q, 10)
+    exact = time.perf_counter() - start
+    probes = []
+    for nprobe in size.nprobe:
+        start = time.perf_counter()
+        _, ids = index.search(Q, 10, nprobe=nprobe)
+        seconds = time.perf_counter() - start
+        probes.append({"nprobe": nprobe, "recall_at_10": float(recall(ids, truth, 10)),
+                       "ms_per_query": round(1000 * seconds / Q.shape[0], 4)})
+    say(args, f"index: IVFFlat with mop's {size.k:,} centroids as its lists, {index.ntotal:,} "
+              f"vectors, built in {build:.2f} s; {Q.shape[0]:,} held-out queries, recall@10 "
+              + ", ".join(f"{p['recall_at_10']:.3f} at nprobe={p['nprobe']} "
+                          f"({p['ms_per_query']:.3g} ms/query)" for p in probes)
+              + f" (exact search: {1000 * exact / Q.shape[0]:.3g} ms/query)")
+
+    files = []
+    tmp = folder / f".centroids.npy.{os.getpid()}.tmp.npy"
+    np.save(tmp, mop.cluster_centers_)
+    os.replace(tmp, folder / "centroids.npy")
+    files.append("centroids.npy")
+    if not args.no_plots:
+        reached = [summary_runs[model.algorithm]["seconds_to_target"] for model, _ in runs.values()]
+        _race_plot(runs, target, reached, speedup, size, folder / "race.png")
+        files.append("race.png")
+    summary = {
+        "input": f"built-in Gaussian mixture ({size.components} components, seed {args.seed})",
+        "n": size.n, "d": size.d, "k": size.k, "seed": args.seed,
+        "init": f"{size.k} distinct random rows, the same for both runs",
+        "target": f"exact Lloyd's inertia after {lloyd.n_iter_} iterations, +0.5%",
+        "target_inertia": float(target),
+        "runs": summary_runs,
+        "speedup": None if speedup is None else round(speedup, 3),
+        "index": {"type": "IVFFlat", "lists": "mop's centroids", "nlist": size.k,
+                  "ntotal": int(index.ntotal), "build_seconds": round(build, 4),
+                  "queries": int(Q.shape[0]), "k": 10,
+                  "exact_ms_per_query": round(1000 * exact / Q.shape[0], 4), "search": probes},
+        "warmup_seconds": round(warm_up, 4),
+        "files": files + ["summary.json"],
+    }
+    write_json(folder / "summary.json", summary)
+    return summary
+
+
 def demo(args) -> int:
-    """``ivfpq demo``: cluster the built-in datasets; one folder of results each."""
+    """``ivfpq demo``: the 2-D picture, then the race between exact Lloyd and mop."""
     out = check_out_dir(args.out)
     overview = {}
     for name, (n, d, blobs, k, std) in DEMO_SETS.items():
@@ -116,8 +308,13 @@ def demo(args) -> int:
         say(args, f"{name}: n={n} d={d} k={k} iterations={model.n_iter_} "
                   f"inertia={model.inertia_:.6g} seconds={seconds:.3f} -> "
                   f"{folder}/{{{','.join(files)}}}")
+    folder = out / "race"
+    folder.mkdir(exist_ok=True)
+    summary = race(args, DEMO_RACE["quick" if args.quick else "full"], folder)
+    overview["race"] = dict(summary, folder="race")
+    say(args, f"race -> {folder}/{{{','.join(summary['files'])}}}")
     write_json(out / "summary.json", overview)
-    say(args, f"wrote {out}/ (one folder per dataset; {out}/summary.json lists both)")
+    say(args, f"wrote {out}/ (one folder per part; {out}/summary.json gathers them)")
     return 0
 
 
