@@ -171,22 +171,24 @@ def _seconds_to(history, target):
     return None
 
 
-def _race_plot(runs, target, reached, speedup, size, path):
-    """race.png: inertia against seconds for both runs, the target, and when each reached it."""
+def _race_plot(histories, target, reached, speedup, size, path):
+    """race.png: inertia against seconds for both runs, the target, and when each reached it.
+
+    ``histories``: run label -> ``history_``; ``reached``: run label -> seconds or None.
+    """
     headline = "" if speedup is None else f"; mop reaches the target {speedup:.1f}x sooner"
     fig = plot_score_over_time(
-        {label: model.history_ for label, (model, _) in runs.items()},
-        title=f"k={size.k:,} clusters of {size.n:,} points in {size.d}-D{headline}",
-    )
+        histories, title=f"k={size.k:,} clusters of {size.n:,} points in {size.d}-D{headline}")
     ax = fig.axes[0]
+    for line, label in zip(list(ax.lines), histories):
+        if reached[label] is not None:
+            ax.axvline(reached[label], color=line.get_color(), linestyle=":", linewidth=1,
+                       label=f"{label} reaches the target at {reached[label]:.3g} s")
     ax.axhline(target, color="0.4", linestyle="--", linewidth=1,
                label=f"target: exact Lloyd's inertia after {size.iterations} iterations +0.5%")
-    for line, seconds in zip(ax.lines, reached):
-        if seconds is not None:
-            ax.axvline(seconds, color=line.get_color(), linestyle=":", linewidth=1)
     # The first iteration sits far above the rest; zoom in on the approach to the target.
-    low = min(model.history_[-1][1] for model, _ in runs.values())
-    high = max(model.history_[0][1] for model, _ in runs.values())
+    low = min(history[-1][1] for history in histories.values())
+    high = max(history[0][1] for history in histories.values())
     ax.set_ylim(low - 0.1 * (target - low), min(high, low + 15 * (target - low)))
     ax.legend(ax.lines, [line.get_label() for line in ax.lines], loc="upper right",
               fontsize="small")
@@ -269,8 +271,10 @@ def race(args, size, folder):
     os.replace(tmp, folder / "centroids.npy")
     files.append("centroids.npy")
     if not args.no_plots:
-        reached = [summary_runs[model.algorithm]["seconds_to_target"] for model, _ in runs.values()]
-        _race_plot(runs, target, reached, speedup, size, folder / "race.png")
+        _race_plot({label: model.history_ for label, (model, _) in runs.items()}, target,
+                   {label: summary_runs[model.algorithm]["seconds_to_target"]
+                    for label, (model, _) in runs.items()},
+                   speedup, size, folder / "race.png")
         files.append("race.png")
     summary = {
         "input": f"built-in Gaussian mixture ({size.components} components, seed {args.seed})",
