@@ -48,6 +48,9 @@ DEMO_RACE = {
 #: The race's target: exact Lloyd's inertia after ``iterations`` iterations, plus 0.5%.
 TARGET_SLACK = 1.005
 
+#: ``KMeans(algorithm=...)`` -> the name the race prints and plots.
+RACE_LABELS = {"lloyd": "exact Lloyd", "mop": "mop"}
+
 
 def fit_kmeans(X, k, args, *, init="k-means++", n_init="auto", metric="sqeuclidean", tol=1e-4):
     """Fit :class:`ivfpq.KMeans` with the command's options; return (model, seconds)."""
@@ -92,13 +95,18 @@ def _plural(count, word):
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
+def _save_npy(path, array):
+    """``np.save`` through a temporary file renamed into place: never a half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
 def _write_kmeans_outputs(out, X, model, summary, plots, label):
     """centroids.npy, labels.npy, clusters.png, inertia.png, summary.json into ``out``."""
     written = []
     for name, array in (("centroids.npy", model.cluster_centers_), ("labels.npy", model.labels_)):
-        tmp = out / f".{name}.{os.getpid()}.tmp.npy"
-        np.save(tmp, array)
-        os.replace(tmp, out / name)
+        _save_npy(out / name, array)
         written.append(name)
     if plots:
         d = X.shape[1]
@@ -195,13 +203,47 @@ def _race_plot(histories, target, reached, speedup, size, path):
     save_figure(fig, path)
 
 
-RACE_LABELS = {"lloyd": "exact Lloyd", "mop": "mop"}
+def _index_recall(X, Q, centroids, nprobes, k=10):
+    """Build an IVFFlat on ``centroids``, add ``X``, and measure its recall@k on ``Q``.
+
+    Returns the summary's ``"index"`` record: build time, exact search time, and the
+    recall and latency at each of ``nprobes``.
+    """
+    start = time.perf_counter()
+    index = _index_on(centroids)
+    index.add(X)
+    build = time.perf_counter() - start
+    start = time.perf_counter()
+    _, truth = ground_truth(X, Q, k)
+    exact = time.perf_counter() - start
+    search = []
+    for nprobe in nprobes:
+        start = time.perf_counter()
+        _, ids = index.search(Q, k, nprobe=nprobe)
+        seconds = time.perf_counter() - start
+        search.append({"nprobe": nprobe, f"recall_at_{k}": float(recall(ids, truth, k)),
+                       "ms_per_query": round(1000 * seconds / Q.shape[0], 4)})
+    return {"type": "IVFFlat", "lists": "mop's centroids", "nlist": int(index.nlist),
+            "ntotal": int(index.ntotal), "build_seconds": round(build, 4),
+            "queries": int(Q.shape[0]), "k": k,
+            "exact_ms_per_query": round(1000 * exact / Q.shape[0], 4), "search": search}
 
 
-def race(args, size, folder):
+def _race(args, size, folder):
     """Exact Lloyd against mop on one dataset from one start, then an index on mop's centroids.
 
-    Returns the race's summary (also written to ``folder/summary.json``).
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The demo's options (``seed``, ``quiet``, ``no_plots``).
+    size : RaceSize
+    folder : Path
+        Where ``centroids.npy``, ``race.png`` and ``summary.json`` go.
+
+    Returns
+    -------
+    dict
+        The race's summary, as written to ``folder/summary.json``.
     """
     X, Q = _race_data(size, args.seed)
     say(args, f"race: {size.n:,} points in {size.d}-D ({size.components:,} Gaussian components, "
@@ -219,13 +261,14 @@ def race(args, size, folder):
         model = KMeans(n_clusters=size.k, init=init, n_init=1, max_iter=size.iterations,
                        tol=0.0, algorithm=algorithm, random_state=args.seed,
                        verbose=progress_enabled(args)).fit(X)
-        runs[RACE_LABELS[algorithm]] = (model, time.perf_counter() - start)
-    lloyd, mop = runs["exact Lloyd"][0], runs["mop"][0]
+        runs[algorithm] = (model, time.perf_counter() - start)
+    lloyd, mop = runs["lloyd"][0], runs["mop"][0]
     target = lloyd.history_[-1][1] * TARGET_SLACK
     summary_runs = {}
-    for label, (model, seconds) in runs.items():
+    for algorithm, (model, seconds) in runs.items():
+        label = RACE_LABELS[algorithm]
         reached = _seconds_to(model.history_, target)
-        summary_runs[model.algorithm] = {
+        summary_runs[algorithm] = {
             "label": label, "iterations": int(model.n_iter_), "inertia": float(model.inertia_),
             "seconds": round(seconds, 4),
             "seconds_to_target": None if reached is None else round(reached, 4),
@@ -245,35 +288,19 @@ def race(args, size, folder):
         say(args, f"  target {target:.6g} (exact Lloyd's last inertia +0.5%): mop reached it "
                   f"{faster} than exact Lloyd")
 
-    start = time.perf_counter()
-    index = _index_on(mop.cluster_centers_)
-    index.add(X)
-    build = time.perf_counter() - start
-    start = time.perf_counter()
-    _, truth = ground_truth(X, Q, 10)
-    exact = time.perf_counter() - start
-    probes = []
-    for nprobe in size.nprobe:
-        start = time.perf_counter()
-        _, ids = index.search(Q, 10, nprobe=nprobe)
-        seconds = time.perf_counter() - start
-        probes.append({"nprobe": nprobe, "recall_at_10": float(recall(ids, truth, 10)),
-                       "ms_per_query": round(1000 * seconds / Q.shape[0], 4)})
-    say(args, f"index: IVFFlat with mop's {size.k:,} centroids as its lists, {index.ntotal:,} "
-              f"vectors, built in {build:.2f} s; {Q.shape[0]:,} held-out queries, recall@10 "
+    index = _index_recall(X, Q, mop.cluster_centers_, size.nprobe)
+    say(args, f"index: IVFFlat with mop's {size.k:,} centroids as its lists, {index['ntotal']:,} "
+              f"vectors, built in {index['build_seconds']:.2f} s; {Q.shape[0]:,} held-out "
+              "queries, recall@10 "
               + ", ".join(f"{p['recall_at_10']:.3f} at nprobe={p['nprobe']} "
-                          f"({p['ms_per_query']:.3g} ms/query)" for p in probes)
-              + f" (exact search: {1000 * exact / Q.shape[0]:.3g} ms/query)")
+                          f"({p['ms_per_query']:.3g} ms/query)" for p in index["search"])
+              + f" (exact search: {index['exact_ms_per_query']:.3g} ms/query)")
 
-    files = []
-    tmp = folder / f".centroids.npy.{os.getpid()}.tmp.npy"
-    np.save(tmp, mop.cluster_centers_)
-    os.replace(tmp, folder / "centroids.npy")
-    files.append("centroids.npy")
+    _save_npy(folder / "centroids.npy", mop.cluster_centers_)
+    files = ["centroids.npy"]
     if not args.no_plots:
-        _race_plot({label: model.history_ for label, (model, _) in runs.items()}, target,
-                   {label: summary_runs[model.algorithm]["seconds_to_target"]
-                    for label, (model, _) in runs.items()},
+        _race_plot({RACE_LABELS[a]: model.history_ for a, (model, _) in runs.items()}, target,
+                   {RACE_LABELS[a]: run["seconds_to_target"] for a, run in summary_runs.items()},
                    speedup, size, folder / "race.png")
         files.append("race.png")
     summary = {
@@ -284,10 +311,7 @@ def race(args, size, folder):
         "target_inertia": float(target),
         "runs": summary_runs,
         "speedup": None if speedup is None else round(speedup, 3),
-        "index": {"type": "IVFFlat", "lists": "mop's centroids", "nlist": size.k,
-                  "ntotal": int(index.ntotal), "build_seconds": round(build, 4),
-                  "queries": int(Q.shape[0]), "k": 10,
-                  "exact_ms_per_query": round(1000 * exact / Q.shape[0], 4), "search": probes},
+        "index": index,
         "warmup_seconds": round(warm_up, 4),
         "files": files + ["summary.json"],
     }
@@ -314,7 +338,7 @@ def demo(args) -> int:
                   f"{folder}/{{{','.join(files)}}}")
     folder = out / "race"
     folder.mkdir(exist_ok=True)
-    summary = race(args, DEMO_RACE["quick" if args.quick else "full"], folder)
+    summary = _race(args, DEMO_RACE["quick" if args.quick else "full"], folder)
     overview["race"] = dict(summary, folder="race")
     say(args, f"race -> {folder}/{{{','.join(summary['files'])}}}")
     write_json(out / "summary.json", overview)
