@@ -252,7 +252,7 @@ def _race(args, size, folder):
     start = time.perf_counter()
     _warm_up_race(X, Q)
     warm_up = time.perf_counter() - start
-    say(args, f"  warm-up, untimed: {warm_up:.1f} s (Numba compiles the kernels on a first run)")
+    say(args, f"  warm-up, untimed: {warm_up:.1f} s")
     rng = np.random.default_rng(args.seed)
     init = X[np.sort(rng.choice(X.shape[0], size=size.k, replace=False))]
     runs = {}
@@ -322,6 +322,9 @@ def _race(args, size, folder):
 def demo(args) -> int:
     """``ivfpq demo``: the 2-D picture, then the race between exact Lloyd and mop."""
     out = check_out_dir(args.out)
+    # Said first: on a fresh install the warm-ups compile for a minute or more, silently.
+    say(args, "ivfpq demo: blobs2d, then the race; untimed warm-up runs come first "
+              "(on a first run Numba compiles the kernels there, which takes a minute or two)")
     overview = {}
     for name, (n, d, blobs, k, std) in DEMO_SETS.items():
         X, _ = make_blobs(n, d, centers=blobs, cluster_std=std, random_state=args.seed)
