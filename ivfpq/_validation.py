@@ -285,7 +285,7 @@ def check_lazy_array(X, name: str = "X") -> np.dtype:
     if X.shape[0] < 1:
         raise ValueError(f"{name} has n_samples=0 (shape {X.shape}); at least 1 sample required")
     if X.shape[1] < 1:
-        raise ValueError(f"{name} has 0 features (shape {X.shape}); at least 1 required")
+        raise ValueError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
     return float_dtype_for(dtype)
 
 
