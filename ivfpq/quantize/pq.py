@@ -378,9 +378,9 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         M, K, _ = self.codebooks_.shape
         tables = np.empty((Q.shape[0], M, K), dtype=np.float32)
         if self._metric == "ip":
-            kernels.distance_tables_ip(Q, self.codebooks_, tables)
+            kernels.distance_tables(Q, self.codebooks_, tables, True)
         else:
-            kernels.distance_tables_l2(Q, self.codebooks_, tables)
+            kernels.distance_tables(Q, self.codebooks_, tables, False)
         return tables
 
     def adc_distances(self, codes, Q):
