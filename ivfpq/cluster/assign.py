@@ -35,7 +35,7 @@ from ..kernels.distances import augmented_centroids, default_block_rows, nearest
 from .._graph import HNSWGraph, build_graph, draw_levels, repair_nodes
 from ..kernels.mop import mop_assign, nearest_link_distances
 
-__all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "two_level_assign"]
+__all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "in_row_shares", "two_level_assign"]
 
 #: Rows of the audit sample of :class:`GraphAssigner` (chosen by global row number).
 AUDIT_SAMPLE = 4096
@@ -120,8 +120,9 @@ class ExactAssigner(Assigner):
     ([0, 1], [1.0, 2.0])
     """
 
-    def __init__(self, block_rows=None):
+    def __init__(self, block_rows=None, row_shares=True):
         self.block_rows = block_rows
+        self.row_shares = row_shares
         self.centroids = None
         self._augmented = None
 
@@ -136,30 +137,43 @@ class ExactAssigner(Assigner):
             centroids = np.ascontiguousarray(centroids, dtype=X.dtype)
             augmented = augmented_centroids(centroids)
         block_rows = self.block_rows or default_block_rows(centroids.shape[0], X.dtype.itemsize)
-        nearest_centroids(X, centroids, labels_out, sq_dist_out, block_rows, augmented)
+
+        def share(start, stop):
+            nearest_centroids(X[start:stop], centroids, labels_out[start:stop], sq_dist_out[start:stop],
+                              block_rows, augmented)
+
+        if self.row_shares:
+            in_row_shares(share, X.shape[0], block_rows)
+        else:
+            share(0, X.shape[0])
         return 0
 
 
-def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_rows=1024, n_threads=None):
-    """:func:`ivfpq.kernels.coarse.assign_rows` over all rows of ``X``, on ``n_threads``
-    threads that each take a contiguous share of the rows with single-threaded BLAS
-    (a BLAS pool would spin against the selection kernels between the GEMMs).
+def in_row_shares(work, n_rows, min_rows, n_threads=None):
+    """Run ``work(start, stop)`` on ``n_threads`` contiguous shares of ``n_rows`` rows,
+    one Python thread each, with single-threaded BLAS and Numba inside.
 
-    A row's result depends only on the row, so the thread count changes nothing but
-    the speed.
+    For passes that alternate a GEMM with a selection kernel: one BLAS pool would spin
+    between the GEMMs against the kernel, while each share here keeps a core busy with
+    both. A row's result depends only on the row, so the thread count changes nothing
+    but the speed. Shares hold at least ``min_rows`` rows.
     """
-    n = X.shape[0]
-    n_threads = max(1, min(n_threads or numba.get_num_threads(), n // block_rows + 1))
-    bounds = np.linspace(0, n, n_threads + 1).astype(np.int64)
+    n_threads = max(1, min(n_threads or numba.get_num_threads(), n_rows // max(1, min_rows) + 1))
+    bounds = np.linspace(0, n_rows, n_threads + 1).astype(np.int64)
     with thread_limits(1):
         if n_threads == 1:
-            assign_rows(X, centers, state, labels_out, sq_dist_out, groups, 0, n, block_rows)
+            work(0, n_rows)
             return
         with ThreadPoolExecutor(n_threads) as pool:
-            jobs = [pool.submit(assign_rows, X, centers, state, labels_out, sq_dist_out, groups,
-                                bounds[t], bounds[t + 1], block_rows) for t in range(n_threads)]
-            for job in jobs:
+            for job in [pool.submit(work, bounds[t], bounds[t + 1]) for t in range(n_threads)]:
                 job.result()
+
+
+def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_rows=1024, n_threads=None):
+    """:func:`ivfpq.kernels.coarse.assign_rows` over all rows of ``X``, in row shares
+    (:func:`in_row_shares`)."""
+    in_row_shares(lambda start, stop: assign_rows(X, centers, state, labels_out, sq_dist_out, groups, start,
+                                                  stop, block_rows), X.shape[0], block_rows, n_threads)
 
 
 class GraphAssigner(Assigner):

@@ -31,6 +31,7 @@ import numpy as np
 
 from .._validation import check_block, check_block_weights, check_lazy_array, check_positive_int, check_sample_weight
 from ..kernels.distances import sq_norms
+from ..kernels.lloyd import finite_max_abs
 
 __all__ = ["Block", "LocalBlocks", "local_executor", "tree_reduce", "default_block_rows", "DEFAULT_BLOCK_BYTES"]
 
@@ -89,7 +90,10 @@ def check_data_block(x, w, offset, dtype, cosine, name="X"):
     normalised for the cosine metric) and ``(rows, max |x_j| per feature, max weight)``
     of it, which combine across blocks by :func:`combine_block_stats` in any order.
     """
-    x = check_block(x, dtype, offset, name)
+    x = np.ascontiguousarray(x, dtype=dtype)
+    finite, max_abs = finite_max_abs(x) if x.size else (True, np.zeros(x.shape[1]))
+    if not finite:
+        check_block(x, dtype, offset, name)  # raises, naming the first bad row
     weights = check_block_weights(w, x.shape[0], offset)
     if cosine and x.shape[0]:
         zero = np.flatnonzero(sq_norms(x) == 0)
@@ -99,12 +103,11 @@ def check_data_block(x, w, offset, dtype, cosine, name="X"):
                 f"(first at row {offset + int(zero[0])}); the cosine metric needs every row to "
                 "have a direction"
             )
-    data = normalize_rows(x) if cosine else x
-    if data.shape[0]:
-        max_abs = np.max(np.abs(data), axis=0).astype(np.float64)
-        max_weight = float(weights.max())
-    else:
-        max_abs, max_weight = np.zeros(data.shape[1]), 0.0
+    data = x
+    if cosine:
+        data = normalize_rows(x)
+        max_abs = finite_max_abs(data)[1] if data.size else max_abs
+    max_weight = float(weights.max()) if data.shape[0] else 0.0
     return Block(offset, weights), data, (data.shape[0], max_abs, max_weight)
 
 

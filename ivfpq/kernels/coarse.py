@@ -30,7 +30,7 @@ from .distances import exact_sq_distance, nearest_centroids, score_error_bound
 __all__ = ["coarse_groups", "counting_order", "default_n_groups", "assign_rows"]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _insert(best_d, best_i, dist, node):
     """Insert (dist, node) into the sorted arrays if it ranks (ties to the lower node)."""
     last = best_d.shape[0] - 1
@@ -52,25 +52,41 @@ def _keep_nearest(products, candidate_sq_norms, candidates, rows, bound, X, cent
     nearest ``state.shape[1]`` candidates into ``state[rows[r]]``, nearest first, ties
     to the lower centroid index; the first is the label, with its exact distance.
 
-    The screened scores find the ``width``-th best; every candidate within twice the
-    row's error ``bound`` of it is ranked again by exact distance, so the result does
-    not depend on the GEMM's rounding.
+    The screened scores give the order wherever they are farther apart than twice the
+    row's error ``bound``; otherwise every candidate within that margin of the
+    ``width``-th best is ranked by exact distance. Either way the result is the exact
+    order, whatever the GEMM's rounding.
     """
     width = state.shape[1]
     last = width - 1
-    screen_d = np.empty(width, dtype=np.float64)
-    screen_i = np.empty(width, dtype=np.int64)
+    # One more than kept: whether a candidate beyond the last kept one is within the
+    # rounding of it shows without a second pass.
+    screen_d = np.empty(width + 1, dtype=products.dtype)
+    screen_i = np.empty(width + 1, dtype=np.int64)
     best_d = np.empty(width, dtype=np.float64)
     best_i = np.empty(width, dtype=np.int64)
     for r in range(products.shape[0]):
         screen_d[:] = np.inf
         screen_i[:] = -1
         for t in range(products.shape[1]):
-            score = np.float64(products[r, t] + candidate_sq_norms[t])
-            if score <= screen_d[last]:
+            score = products[r, t] + candidate_sq_norms[t]
+            if score <= screen_d[width]:
                 _insert(screen_d, screen_i, score, candidates[t])
-        limit = screen_d[last] + 2.0 * bound[r]
+        gap = 2.0 * bound[r]
+        limit = np.float64(screen_d[last]) + gap
         i = rows[r]
+        # The screened order is the exact one unless two of its neighbours, or the last
+        # and a candidate beyond it, are within the rounding: then rank those exactly.
+        clear = True
+        for t in range(1, width + 1):
+            if screen_i[t] >= 0 and np.float64(screen_d[t]) - np.float64(screen_d[t - 1]) <= gap:
+                clear = False
+        if clear:
+            for t in range(width):
+                state[i, t] = screen_i[t]
+            labels_out[i] = screen_i[0]
+            sq_dist_out[i] = exact_sq_distance(X, i, centers, screen_i[0])
+            continue
         best_d[:] = np.inf
         best_i[:] = -1
         for t in range(products.shape[1]):

@@ -105,7 +105,7 @@ def score_error_bound(x_norms, c_max_norm, n_features, dtype):
     return 2.0 * (gamma * (2.0 * x * c + c * c) + 2.0 * u * c * c + gamma64 * (x + c) ** 2)
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, sq_out):
     """Turn a screened argmin into the exact one, for rows ``start:start + m`` of ``X``.
 

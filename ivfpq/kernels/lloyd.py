@@ -14,9 +14,10 @@ resolution is about ``2**-61 * n * max|x_j|``, far finer than float32 data.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 __all__ = [
+    "finite_max_abs",
     "fixed_point_scale",
     "feature_scales",
     "add_moved_points",
@@ -50,6 +51,34 @@ def feature_scales(n_rows, max_weight, max_abs):
     """Per-feature scales for the weighted sums of ``n_rows`` rows (see module)."""
     bound = float(n_rows) * float(max_weight)
     return np.array([fixed_point_scale(bound * float(v)) for v in np.asarray(max_abs)], dtype=np.float64)
+
+
+_STAT_ROWS = 4096
+
+
+@njit(parallel=True, cache=True)
+def finite_max_abs(X):
+    """``(all values finite, max |X[:, j]| per feature as float64)`` in one pass with no
+    temporaries, in parallel over fixed blocks of rows (a maximum does not depend on
+    the order it is taken in)."""
+    n, d = X.shape
+    n_chunks = (n + _STAT_ROWS - 1) // _STAT_ROWS
+    partial = np.zeros((max(1, n_chunks), d), dtype=np.float64)
+    finite = np.ones(max(1, n_chunks), dtype=np.bool_)
+    for b in prange(n_chunks):
+        for i in range(b * _STAT_ROWS, min(n, (b + 1) * _STAT_ROWS)):
+            for j in range(d):
+                value = np.float64(X[i, j])
+                if not np.isfinite(value):
+                    finite[b] = False
+                elif abs(value) > partial[b, j]:
+                    partial[b, j] = abs(value)
+    out = np.zeros(d, dtype=np.float64)
+    for b in range(n_chunks):
+        for j in range(d):
+            if partial[b, j] > out[j]:
+                out[j] = partial[b, j]
+    return finite.all(), out
 
 
 @njit(cache=True)
