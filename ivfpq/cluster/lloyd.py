@@ -248,8 +248,10 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
 
     Each iteration assigns every point with ``assigner`` and moves each centroid to
     the weighted mean of its points. ``history`` gets one ``(seconds, inertia)`` pair
-    per iteration: the time since the call began and the inertia of that iteration's
-    assignment. Stops when no label changes, when the squared centroid shift is at
+    per counted iteration (``n_iter``): the time since the call began and the inertia of
+    that iteration's assignment. The iteration that finds no label changed is counted,
+    as scikit-learn counts it; a look again with a wider search is not. Stops when no
+    label changes, when the squared centroid shift is at
     most ``tol`` times the mean per-feature variance of the data (or, with
     ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
     ones), or after ``max_iter`` iterations. An assigner that can widen its search is
@@ -298,6 +300,13 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     widen_left = assigner.widen_steps()
     previous_inertia = np.inf
 
+    def record(inertia, changed, work_done):
+        history.append((time.perf_counter() - start, inertia))
+        changed_fraction.append(changed / n)
+        work.append(work_done)
+        if callback is not None:
+            callback(n_iter, inertia, changed / n)
+
     for iteration in range(max_iter):
         ex.keep(model)
         states, reduced = ex.map_reduce(_lloyd_step, add_partials, states,
@@ -314,6 +323,9 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
                 model = ex.submit(_widen_model, model, ex.remote, heavy=True)
                 continue
             labels_match_centers = True
+            # Counted, as scikit-learn counts the iteration in which it detects convergence.
+            n_iter += 1
+            record(stats_now["inertia"], 0, stats_now["work"])
             break
         n_iter += 1
         if stats_now["empty"].size:
@@ -332,11 +344,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
                           sample_state(states), scales_handle, ex.remote, heavy=True)
 
         inertia = stats_now["inertia"]
-        history.append((time.perf_counter() - start, inertia))
-        changed_fraction.append(changed / n)
-        work.append(stats_now["work"])
-        if callback is not None:
-            callback(n_iter, inertia, changed / n)
+        record(inertia, changed, stats_now["work"])
         if stats_now["converged"]:
             if not widen_left:
                 break
