@@ -1,7 +1,7 @@
 """ivfpq: k-means at scale and the vector-search structures built on it."""
 
 from ._storage import FileFormatError, load
-from ._validation import NotFittedError
+from ._validation import ConvergenceWarning, NotFittedError
 from .cluster import KMeans, kmeans
 from .io import iter_vector_blocks, read_vectors, write_vectors
 from .quantize import ProductQuantizer, TileEncoder
@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 __all__ = [
     "KMeans",
     "NotFittedError",
+    "ConvergenceWarning",
     "ProductQuantizer",
     "TileEncoder",
     "kmeans",
