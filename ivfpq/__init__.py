@@ -2,7 +2,7 @@
 
 from ._storage import FileFormatError, load
 from ._validation import ConvergenceWarning, NotFittedError
-from .cluster import KMeans, kmeans
+from .cluster import KMeans, MiniBatchKMeans, kmeans
 from .io import iter_vector_blocks, read_vectors, write_vectors
 from .quantize import ProductQuantizer, TileEncoder
 from .index import HNSW, IVFFlat, IVFPQ, ground_truth, recall
@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KMeans",
+    "MiniBatchKMeans",
     "NotFittedError",
     "ConvergenceWarning",
     "ProductQuantizer",
