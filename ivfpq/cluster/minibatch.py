@@ -33,7 +33,7 @@ from .._validation import (
 from ..kernels.lloyd import minibatch_update
 from .assign import ExactAssigner, GraphAssigner
 from .executor import local_executor, normalize_rows
-from .kmeans import ALGORITHMS, INITS, _BaseKMeans, choose_algorithm
+from .kmeans import ALGORITHMS, INITS, _BaseKMeans
 from .lloyd import predict
 
 __all__ = ["MiniBatchKMeans"]
@@ -83,10 +83,10 @@ class MiniBatchKMeans(_BaseKMeans):
     algorithm : {"lloyd", "mop", "auto"}, default="auto"
         How each batch finds its centroids: "lloyd" exactly (BLAS), "mop" through the
         graph assigner (:class:`ivfpq.cluster.assign.GraphAssigner`), whose search
-        structure is rebuilt every ``refresh_every`` steps and used in between with
-        exact distances to the current centroids; "auto" picks by
-        :func:`ivfpq.cluster.kmeans.choose_algorithm`. The final ``labels_`` and
-        ``inertia_`` are always exact.
+        structure is rebuilt every ``refresh_every`` steps and searches the current
+        centroids in between; "auto" is "lloyd", which was the faster to a given
+        inertia wherever it was measured (``benchmarks/README.md``). The final
+        ``labels_`` and ``inertia_`` are always exact.
     metric : {"l2", "cosine"}, default="sqeuclidean"
         "cosine": spherical mini-batch k-means: rows are L2-normalised, centroids
         kept at unit norm and ``inertia_`` is the sum of cosine distances ``1 - cos``.
@@ -226,13 +226,22 @@ class MiniBatchKMeans(_BaseKMeans):
                 "min(3*n_clusters, n_samples)", RuntimeWarning, stacklevel=stacklevel + 1)
             init_size = 3 * k
         self._init_size = min(init_size, n)
-        self.algorithm_ = self.algorithm
-        if self.algorithm == "auto":
-            self.algorithm_ = choose_algorithm(n, k, d)
+        # "auto" is exact: measured on sift and MiniLM embeddings at k = 1,000 and
+        # 10,000 (benchmarks/minibatch.py), the per-batch graph or two-level searches
+        # were cheaper per row but never reached scikit-learn's inertia in one epoch,
+        # since fresh batch rows have no previous centroid to seed them.
+        self.algorithm_ = "lloyd" if self.algorithm == "auto" else self.algorithm
         self._counts = np.zeros(k, dtype=np.float64)
         self._n_since_last_reassign = 0
         self._assigner = None
         self._steps_since_refresh = 0
+
+    def __getstate__(self):
+        # The search structure is rebuilt on the next step; the pickle holds the model.
+        state = dict(self.__dict__)
+        state["_assigner"] = None
+        state["_steps_since_refresh"] = 0
+        return state
 
     def _check_X(self, X, reset):
         check_feature_names(self, X, reset=reset)
@@ -262,19 +271,21 @@ class MiniBatchKMeans(_BaseKMeans):
 
     # -- one step ------------------------------------------------------------------------
 
-    def _make_assigner(self, rng):
+    def _make_assigner(self):
         if self.algorithm_ != "mop":
             return ExactAssigner()
+        # A fixed seed (graph levels, group means): an assigner rebuilt after unpickling
+        # draws nothing from the generator of the batches.
         return GraphAssigner(M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search,
-                             additional_centroids=0, seed=int(rng.integers(2**31 - 1)),
+                             additional_centroids=0, seed=0,
                              cold_start=self.cold_start, cold_nprobe=self.cold_nprobe,
                              max_ef_search=self.ef_search, stay_check=False)
 
-    def _labels(self, x, rng):
+    def _labels(self, x):
         """Nearest centroids of the batch rows ``x`` and the exact squared distances."""
         centers = self.cluster_centers_
         if self._assigner is None:
-            self._assigner = self._make_assigner(rng)
+            self._assigner = self._make_assigner()
             self._assigner.reset()
         if self._steps_since_refresh % self.refresh_every == 0 or self.algorithm_ != "mop":
             self._assigner.prepare(centers)
@@ -298,7 +309,7 @@ class MiniBatchKMeans(_BaseKMeans):
     def _step(self, x, weights, rng, reassign):
         """One mini-batch step on rows ``x``; returns the batch's weighted inertia before
         the update."""
-        labels, sq = self._labels(x, rng)
+        labels, sq = self._labels(x)
         order = np.argsort(labels, kind="stable")
         centers = self.cluster_centers_
         minibatch_update(x, weights, labels, order, centers, self._counts, self._metric == "cosine")

@@ -55,6 +55,7 @@ def test_fit_invariants(algorithm):
     assert model.n_iter_ == int(np.ceil(model.n_steps_ * 256 / len(X)))
     assert len(model.history_) == model.n_steps_
     assert model.algorithm_ == algorithm
+    assert MiniBatchKMeans(3).fit(X).algorithm_ == "lloyd"
     assert model.score(X) == pytest.approx(-model.inertia_, rel=1e-6)
 
 
