@@ -351,7 +351,7 @@ class MiniBatchKMeans(_BaseKMeans):
         weights = None if sample_weight is None else check_sample_weight(sample_weight, n)
         if weights is not None and not weights.sum() > 0:
             raise ValueError("sample_weight is zero everywhere; at least one weight must be positive")
-        rng = check_random_state(self.random_state)
+        rng = self._rng = check_random_state(self.random_state)  # partial_fit goes on with it
         batch = self._batch_size
         with thread_limits(resolve_n_threads(self.n_threads)):
             valid = self._rows(X, rng.integers(0, n, self._init_size))
@@ -372,7 +372,7 @@ class MiniBatchKMeans(_BaseKMeans):
             n_steps = (self.max_iter * n) // batch
             ewa, ewa_min, no_improvement = None, None, 0
             self.history_ = []
-            start = time.perf_counter()
+            start = self._started = time.perf_counter()
             step = 0
             for step in range(n_steps):
                 rows = rng.integers(0, n, batch) if p is None else rng.choice(n, batch, p=p)
