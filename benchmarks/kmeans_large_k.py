@@ -114,7 +114,7 @@ def run_ours(X, C0, assigner, budget, min_iters=0):
     trace = []
     start = time.perf_counter()
 
-    def callback(iteration, inertia, changed):
+    def callback(iteration, inertia, changed, audit=None):
         trace.append((time.perf_counter() - start, inertia))
         if time.perf_counter() - start > budget and iteration >= min_iters:
             raise _BudgetReached

@@ -20,6 +20,7 @@ __all__ = [
     "feature_names_of",
     "check_feature_names",
     "check_array",
+    "float_dtype_for",
     "check_sample_weight",
     "check_positive_int",
     "check_positive_float",
@@ -40,6 +41,27 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (np.float32, np.float64)
+# Held exactly by float32: data in these types is computed on in float32, block by block.
+_COMPACT_DTYPES = (np.float16, np.int8, np.uint8, np.int16, np.uint16)
+
+
+def float_dtype_for(dtype) -> np.dtype:
+    """The float dtype data of ``dtype`` is computed in: float32 and float64 are kept;
+    float16 and 8- and 16-bit integers (exact in float32) become float32; other
+    integers and booleans float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [str(float_dtype_for(t)) for t in (np.uint8, np.float16, np.int64, np.float32)]
+    ['float32', 'float32', 'float64', 'float32']
+    """
+    dtype = np.dtype(dtype)
+    if dtype in _FLOAT_DTYPES:
+        return dtype
+    if dtype in _COMPACT_DTYPES:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -159,7 +181,8 @@ def check_array(
     """Return ``X`` as a C-contiguous float array, or raise a clear error.
 
     float32 and float64 are kept as they are (pass ``dtype="float32"`` to force one);
-    integers and booleans become float64. Object arrays are converted when every
+    float16 and 8- and 16-bit integers become float32, other integers and booleans
+    float64 (:func:`float_dtype_for`). Object arrays are converted when every
     element is a number. Complex, string and other dtypes raise ``TypeError``.
     NaN and infinity raise ``ValueError``. The caller's array is never modified:
     the result is either the same read-only-safe view or a copy (``copy=True``
@@ -207,12 +230,7 @@ def check_array(
             f"{name} has {arr.shape[1]} feature(s) (shape={arr.shape}) while a minimum of {min_cols} is required."
         )
 
-    if isinstance(dtype, str):
-        target = np.dtype(dtype)
-    elif arr.dtype in _FLOAT_DTYPES:
-        target = arr.dtype
-    else:
-        target = np.dtype(np.float64)
+    target = np.dtype(dtype) if isinstance(dtype, str) else float_dtype_for(arr.dtype)
     out = np.ascontiguousarray(arr, dtype=target)
     if copy and (out is arr or np.shares_memory(out, arr) or out is X):
         out = out.copy()
@@ -321,7 +339,7 @@ def check_lazy_array(X, name: str = "X") -> np.dtype:
 
     ``X`` is a ``numpy.memmap`` or a Dask array (anything with ``shape``, ``ndim``
     and ``dtype``); nothing is read. Returns the float dtype its blocks will have:
-    float32 and float64 are kept, integers and booleans become float64. Values are
+    its kind mapped by :func:`float_dtype_for` (uint8 blocks become float32). Values are
     checked later, block by block, by :func:`check_block`.
     """
     dtype = np.dtype(X.dtype)
@@ -342,8 +360,8 @@ def check_lazy_array(X, name: str = "X") -> np.dtype:
     if X.shape[0] < 1:
         raise ValueError(f"{name} has n_samples=0 (shape {X.shape}); at least 1 sample required")
     if X.shape[1] < 1:
-        raise ValueError(f"{name} has 0 features (shape {X.shape}); at least 1 required")
-    return dtype if dtype in _FLOAT_DTYPES else np.dtype(np.float64)
+        raise ValueError(f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+    return float_dtype_for(dtype)
 
 
 def check_block(block, dtype, row_offset: int, name: str = "X") -> np.ndarray:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ._validation import check_positive_float, check_positive_int, check_random_state
+from .cluster import KMeans
 from .io import (
     EXTENSIONS,
     VectorFileError,
+    _atomic_write,
     read_float32,
     read_labels,
     read_vectors,
@@ -20,6 +24,10 @@ from .io import (
 
 __all__ = [
     "make_blobs",
+    "MixtureModel",
+    "fit_mixture",
+    "sample_mixture",
+    "write_mixture_sample",
     "data_root",
     "dataset_files",
     "load_dataset",
@@ -32,8 +40,8 @@ __all__ = [
 
 
 def make_blobs(n_samples=1000, n_features=2, centers=5, cluster_std=1.0, spread=10.0,
-               random_state=0, dtype=np.float32):
-    """Gaussian blobs: ``centers`` isotropic clusters of near-equal size.
+               random_state=0, dtype=np.float32, std_range=None):
+    """Gaussian blobs: ``centers`` clusters of near-equal size.
 
     Parameters
     ----------
@@ -45,6 +53,10 @@ def make_blobs(n_samples=1000, n_features=2, centers=5, cluster_std=1.0, spread=
         Blob centres are drawn uniformly from ``[-spread, spread]`` per dimension.
     random_state : int, Generator or None, default=0
     dtype : numpy dtype, default=float32
+    std_range : (float, float) or None, default=None
+        Anisotropic blobs: each blob's standard deviation along each dimension is
+        ``cluster_std`` times a factor drawn uniformly from this range (None: every
+        blob isotropic).
 
     Returns
     -------
@@ -64,12 +76,178 @@ def make_blobs(n_samples=1000, n_features=2, centers=5, cluster_std=1.0, spread=
     centers = check_positive_int(centers, "centers")
     cluster_std = check_positive_float(cluster_std, "cluster_std", allow_zero=True)
     spread = check_positive_float(spread, "spread", allow_zero=True)
+    if std_range is not None:
+        low, high = (check_positive_float(v, "std_range", allow_zero=True) for v in std_range)
+        if low > high:
+            raise ValueError(f"std_range must be (low, high) with low <= high, got {std_range!r}")
     rng = check_random_state(random_state)
     means = rng.uniform(-spread, spread, size=(centers, n_features))
     y = np.arange(n_samples) % centers
     rng.shuffle(y)
-    X = means[y] + cluster_std * rng.standard_normal((n_samples, n_features))
+    scales = np.full((centers, n_features), cluster_std)
+    if std_range is not None:
+        scales = cluster_std * rng.uniform(low, high, size=(centers, n_features))
+    X = means[y] + scales[y] * rng.standard_normal((n_samples, n_features))
     return X.astype(dtype), y.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- mixtures fitted to real data
+
+
+@dataclass
+class MixtureModel:
+    """A Gaussian mixture with diagonal covariances, and how its samples are finished.
+
+    ``weights`` (c,) sum to 1; ``means`` and ``stds`` are (c, d). A sample is drawn
+    from a component chosen by weight, then, if ``norm`` is set, clipped at ``low``
+    and scaled to that L2 norm (as SIFT descriptors are), then rounded and clipped to
+    ``[low, high]`` when ``dtype`` is an integer type.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    stds: np.ndarray
+    norm: float | None = None
+    low: float | None = None
+    high: float | None = None
+    dtype: str = "float32"
+
+
+def fit_mixture(X, n_components, *, norm=None, low=None, high=None, dtype=None, max_iter=10,
+                random_state=0, block_rows=None):
+    """Fit a :class:`MixtureModel` to ``X``: k-means components, their sizes and
+    per-dimension spreads (varied sizes, anisotropic), so that samples share the real
+    data's neighbourhood structure at scales above the components'.
+
+    Parameters
+    ----------
+    X : array-like or np.memmap of shape (n, d)
+    n_components : int
+    norm, low, high : float or None
+        How samples are finished (see :class:`MixtureModel`).
+    dtype : numpy dtype or None
+        The samples' dtype (default: ``X``'s).
+    max_iter, random_state, block_rows : passed to :class:`ivfpq.KMeans` (``algorithm="auto"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).integers(0, 50, (2000, 8)).astype(np.uint8)
+    >>> model = fit_mixture(X, 20, low=0, high=255, random_state=0)
+    >>> model.means.shape, round(float(model.weights.sum()), 6), model.dtype
+    ((20, 8), 1.0, 'uint8')
+    """
+    n_components = check_positive_int(n_components, "n_components")
+    km = KMeans(n_components, init="k-means||", max_iter=max_iter, algorithm="auto", random_state=random_state)
+    km.fit(X, block_rows=block_rows)
+    labels = np.asarray(km.labels_)
+    counts = np.bincount(labels, minlength=n_components).astype(np.float64)
+    sums = np.zeros((n_components, X.shape[1]))
+    squares = np.zeros((n_components, X.shape[1]))
+    step = block_rows or 65536
+    for start in range(0, X.shape[0], step):
+        x = np.asarray(X[start:start + step], dtype=np.float64)
+        np.add.at(sums, labels[start:start + step], x)
+        np.add.at(squares, labels[start:start + step], x * x)
+    filled = counts > 0
+    means = np.zeros_like(sums)
+    means[filled] = sums[filled] / counts[filled, None]
+    variance = np.zeros_like(sums)
+    variance[filled] = np.maximum(squares[filled] / counts[filled, None] - means[filled] ** 2, 0.0)
+    return MixtureModel(counts[filled] / counts.sum(), means[filled], np.sqrt(variance[filled]), norm, low, high,
+                        str(np.dtype(dtype or X.dtype)))
+
+
+def _finish(model, x):
+    if model.norm is not None:
+        if model.low is not None:
+            np.maximum(x, model.low, out=x)
+        lengths = np.linalg.norm(x, axis=1, keepdims=True)
+        x *= model.norm / np.maximum(lengths, 1e-12)
+    dtype = np.dtype(model.dtype)
+    if dtype.kind in "iu":
+        np.rint(x, out=x)
+        info = np.iinfo(dtype)
+        np.clip(x, info.min if model.low is None else model.low, info.max if model.high is None else model.high, out=x)
+    elif model.low is not None or model.high is not None:
+        np.clip(x, model.low, model.high, out=x)
+    return x.astype(dtype)
+
+
+#: Rows per independently seeded block of :func:`sample_mixture`.
+SAMPLE_BLOCK = 65536
+
+
+def sample_mixture(model, n_samples, *, random_state=0, start=0):
+    """Rows ``start:start + n_samples`` of the endless sample of ``model`` seeded by
+    ``random_state`` (an int): each block of ``SAMPLE_BLOCK`` rows has its own seed, so
+    any range is the same whatever ranges were drawn before.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> model = MixtureModel(np.array([0.5, 0.5]), np.zeros((2, 3)), np.ones((2, 3)))
+    >>> whole = sample_mixture(model, 100_000, random_state=1)
+    >>> bool(np.array_equal(whole[70_000:70_010], sample_mixture(model, 10, random_state=1, start=70_000)))
+    True
+    """
+    n_samples = check_positive_int(n_samples, "n_samples", minimum=0)
+    out = np.empty((n_samples, model.means.shape[1]), dtype=np.dtype(model.dtype))
+    cumulative = np.cumsum(model.weights)
+    first, last = start // SAMPLE_BLOCK, (start + n_samples - 1) // SAMPLE_BLOCK
+    for block in range(first, last + 1) if n_samples else ():
+        rng = np.random.default_rng(np.random.SeedSequence(int(random_state), spawn_key=(block,)))
+        component = np.minimum(np.searchsorted(cumulative, rng.random(SAMPLE_BLOCK) * cumulative[-1]),
+                               len(cumulative) - 1)
+        noise = rng.standard_normal((SAMPLE_BLOCK, model.means.shape[1]))
+        lo = max(start, block * SAMPLE_BLOCK)
+        hi = min(start + n_samples, (block + 1) * SAMPLE_BLOCK)
+        rows = slice(lo - block * SAMPLE_BLOCK, hi - block * SAMPLE_BLOCK)
+        x = model.means[component[rows]] + model.stds[component[rows]] * noise[rows]
+        out[lo - start:hi - start] = _finish(model, x)
+    return out
+
+
+def write_mixture_sample(path, model, n_samples, *, random_state=0, callback=None):
+    """Write :func:`sample_mixture`'s first ``n_samples`` rows to ``path`` (``.bvecs``,
+    ``.fvecs`` or ``.npy``) block by block, atomically; the file can exceed memory.
+    ``callback(rows_written, n_samples)`` follows the progress."""
+    path = Path(path)
+    n_samples = check_positive_int(n_samples, "n_samples")
+    d = model.means.shape[1]
+    ext = path.suffix.lower()
+    if ext not in (".bvecs", ".fvecs", ".npy"):
+        raise ValueError(f"path must end in .bvecs, .fvecs or .npy, got {path.name!r}")
+    value_dtype = {".bvecs": np.uint8, ".fvecs": np.float32}.get(ext, np.dtype(model.dtype))
+
+    def write(tmp):
+        if ext == ".npy":
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=value_dtype, shape=(n_samples, d))
+        else:
+            handle = open(tmp, "wb")
+            row_dtype = np.dtype([("d", "<i4"), ("v", value_dtype, (d,))])
+        try:
+            for start in range(0, n_samples, SAMPLE_BLOCK):
+                block = sample_mixture(model, min(SAMPLE_BLOCK, n_samples - start), random_state=random_state,
+                                       start=start)
+                if ext == ".npy":
+                    out[start:start + block.shape[0]] = block
+                else:
+                    rows = np.empty(block.shape[0], dtype=row_dtype)
+                    rows["d"] = d
+                    rows["v"] = block
+                    rows.tofile(handle)
+                if callback is not None:
+                    callback(start + block.shape[0], n_samples)
+        finally:
+            if ext == ".npy":
+                out.flush()
+                del out
+            else:
+                handle.close()
+
+    _atomic_write(path, write)
+    return path
 
 
 # ----------------------------------------------------------------------------- real data folders
@@ -123,11 +301,15 @@ def data_root(root=None) -> Path:
     return path
 
 
+# A dtype tag between the stem and the extension, as in ``base.u8.npy``.
+_DTYPE_TAG = re.compile(r"\.(u8|i8|u16|i16|f16|f32|f64)$", re.IGNORECASE)
+
+
 def _stem(name: str):
     lower = name.lower()
     for ending in sorted(EXTENSIONS, key=len, reverse=True):
         if lower.endswith(ending):
-            return name[: len(name) - len(ending)], ending
+            return _DTYPE_TAG.sub("", name[: len(name) - len(ending)]), ending
     return None, None
 
 

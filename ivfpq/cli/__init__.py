@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    ivfpq demo [--out DIR]                              cluster built-in data, write results and pictures
+    ivfpq demo [--out DIR] [--quick]                    race exact Lloyd and mop on built-in data; pictures
     ivfpq cluster INPUT --k K --out DIR                 k-means on a vector file
     ivfpq index build INPUT --type ivfflat|ivfpq|hnsw --out FILE
     ivfpq index search INDEX QUERIES --k K --out FILE

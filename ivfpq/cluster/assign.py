@@ -32,7 +32,7 @@ import numpy as np
 from .._threads import thread_limits
 from ..kernels.coarse import assign_rows, coarse_groups, counting_order, default_n_groups
 from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids
-from .._graph import build_graph, draw_levels, repair_nodes
+from .._graph import HNSWGraph, build_graph, draw_levels, repair_nodes
 from ..kernels.mop import mop_assign, nearest_link_distances
 
 __all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "two_level_assign"]
@@ -57,8 +57,17 @@ class Assigner:
     def reset(self):
         """Forget everything from a previous run (beam width, audits, graph)."""
 
+    #: The excess cost over exact assignment, measured on the audit, above which the
+    #: loop asks for a wider search (see :meth:`widen`).
+    audit_tolerance = np.inf
+
     def audit_rows(self, n_rows):
         """Sorted global row numbers whose rows and states ``prepare`` wants, or None."""
+        return None
+
+    def audit_positions(self, n_sample):
+        """Which of the ``audit_rows`` the loop assigns exactly after every iteration to
+        measure this assigner (indices into them), or None."""
         return None
 
     def new_state(self, n_rows):
@@ -84,6 +93,15 @@ class Assigner:
     def widen_steps(self):
         """How many calls of :meth:`widen` succeed from a reset."""
         return 0
+
+    def get_state(self):
+        """``(meta, arrays)``: everything a prepared assigner holds beyond its parameters,
+        as JSON values and NumPy arrays (a checkpoint stores them)."""
+        return {}, {}
+
+    def set_state(self, meta, arrays, centroids):
+        """Become the assigner :meth:`get_state` described, prepared for ``centroids``."""
+        self.prepare(centroids)
 
 
 class ExactAssigner(Assigner):
@@ -189,6 +207,10 @@ class GraphAssigner(Assigner):
         in ``stay_audit_``); never with a widened beam or one as wide as k.
     descend_warm : also run the upper-layer descent for points that have a previous
         centroid (the paper's recipe); points without one always descend.
+    audit_size : rows of the audit sample that the loop assigns exactly after every
+        iteration (one BLAS pass) to measure the fraction of points at their exact
+        nearest centroid and the excess cost of the assignment over exact assignment.
+    audit_tolerance : the excess above which the loop widens the search at once.
 
     The measurements behind the defaults are in ``benchmarks/README.md`` (MOPBucket
     ablation). Memory beyond the data: the state (``n * (1 + additional_centroids)``
@@ -214,7 +236,7 @@ class GraphAssigner(Assigner):
                  min_iterations=2, bulk_size=2048, seed=0, *, ef_cold=None, warm_start=True,
                  seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05,
                  rebuild_fraction=0.5, cold_start="auto", cold_nprobe=1, max_ef_search=None,
-                 stay_check=True):
+                 stay_check=True, audit_size=1024, audit_tolerance=1e-3):
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -233,6 +255,8 @@ class GraphAssigner(Assigner):
         self.cold_nprobe = cold_nprobe
         self.max_ef_search = max_ef_search
         self.stay_check = stay_check
+        self.audit_size = audit_size
+        self.audit_tolerance = audit_tolerance
         self.reset()
 
     # -- the protocol --------------------------------------------------------------------
@@ -255,6 +279,10 @@ class GraphAssigner(Assigner):
     def audit_rows(self, n_rows):
         rng = np.random.default_rng(self.seed)
         return np.sort(rng.choice(n_rows, min(n_rows, AUDIT_SAMPLE), replace=False)).astype(np.int64)
+
+    def audit_positions(self, n_sample):
+        rng = np.random.default_rng(self.seed + 1)
+        return np.sort(rng.permutation(n_sample)[:min(n_sample, self.audit_size)]).astype(np.int64)
 
     def new_state(self, n_rows):
         return np.full((n_rows, 1 + self.additional_centroids), -1, dtype=np.int32)
@@ -317,6 +345,39 @@ class GraphAssigner(Assigner):
         while ef < self._widest():
             ef, steps = min(2 * ef, self._widest()), steps + 1
         return steps
+
+    _STATE_ARRAYS = ("_levels", "_projection", "_radius", "_anchor")
+    _STATE_SCALARS = ("_ef", "_stay", "_cold", "cold_start_", "stay_audit_", "stats")
+    _GRAPH_ARRAYS = ("data", "levels", "links0", "upper", "upper_offset")
+
+    def get_state(self):
+        meta = {name: getattr(self, name) for name in self._STATE_SCALARS}
+        meta["cold_agreement_"] = getattr(self, "cold_agreement_", None)
+        arrays = {name: getattr(self, name) for name in self._STATE_ARRAYS if getattr(self, name) is not None}
+        if self._groups is not None:
+            arrays.update(zip(("groups_means", "groups_candidates", "groups_starts"), self._groups))
+        meta["graph"] = None
+        if self.graph is not None:
+            g = self.graph
+            meta["graph"] = {"entry_point": g.entry_point, "max_level": g.max_level, "M": g.M,
+                             "n_linked": g.n_linked}
+            arrays.update({"graph_" + name: getattr(g, name) for name in self._GRAPH_ARRAYS})
+        return meta, arrays
+
+    def set_state(self, meta, arrays, centroids):
+        self.reset()
+        self.centroids = np.ascontiguousarray(centroids)
+        for name in self._STATE_SCALARS:
+            setattr(self, name, meta[name])
+        if meta.get("cold_agreement_") is not None:
+            self.cold_agreement_ = meta["cold_agreement_"]
+        for name in self._STATE_ARRAYS:
+            setattr(self, name, arrays.get(name))
+        if "groups_means" in arrays:
+            self._groups = (arrays["groups_means"], arrays["groups_candidates"], arrays["groups_starts"])
+        if meta["graph"] is not None:
+            self.graph = HNSWGraph(*(np.array(arrays["graph_" + name]) for name in self._GRAPH_ARRAYS),
+                                   **meta["graph"])
 
     # -- the parts -------------------------------------------------------------------------
 

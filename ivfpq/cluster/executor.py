@@ -16,7 +16,7 @@ The Lloyd loop (:mod:`ivfpq.cluster.lloyd`) and the initialisations
 ``offsets``, ``n_blocks``, ``n_rows``, ``n_features``, ``dtype``, ``data``, ``remote``.
 
 A handle is the value itself in :class:`LocalBlocks`; a Dask future in
-:class:`ivfpq.distributed.DaskBlocks`. Functions called through an executor must
+:class:`ivfpq.cluster.dask_blocks.DaskBlocks`. Functions called through an executor must
 not modify their arguments when ``remote`` is true (a task may run again from the
 same inputs after a worker is lost). Every partial the loop combines is made of
 integers (see :mod:`ivfpq.kernels.lloyd`), so the order of combination never
@@ -202,11 +202,14 @@ class LocalBlocks:
 def local_executor(X, sample_weight, block_rows, cosine, name="X"):
     """A :class:`LocalBlocks` over an in-memory array or an ``np.memmap``.
 
-    An in-memory array is one block unless ``block_rows`` is given; a memory-map is
-    read in blocks of ``block_rows`` rows (default: about ``DEFAULT_BLOCK_BYTES``).
+    An in-memory array of float32 or float64 is one block unless ``block_rows`` is
+    given, and its checked blocks are kept. A memory-map, or an array of a compact type
+    (uint8, float16, ...: see :func:`ivfpq._validation.float_dtype_for`), is read in
+    blocks of ``block_rows`` rows (default: about ``DEFAULT_BLOCK_BYTES`` of float
+    rows), each converted when it is read: the data is never whole in memory as floats.
     """
-    in_memory = not isinstance(X, np.memmap)
     dtype = check_lazy_array(X, name)
+    in_memory = not isinstance(X, np.memmap) and np.dtype(X.dtype) == dtype
     n = X.shape[0]
     if block_rows is None:
         block_rows = n if in_memory else default_block_rows(X.shape[1], dtype.itemsize)

@@ -8,10 +8,12 @@ never changes the result.
 
 from __future__ import annotations
 
+import os
 import warnings
 from contextlib import contextmanager
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._base import ClustererMixin, MetricMixin, ParamsMixin
 from .._storage import Persistable, register_format
@@ -34,7 +36,8 @@ from . import dask_blocks
 from .assign import ExactAssigner, GraphAssigner
 from .executor import gather_rows, local_executor, normalize_rows
 from .init import kmeans_parallel, kmeans_plusplus, random_centers
-from .lloyd import lloyd, predict
+from .checkpoint import Checkpoint, data_fingerprint, params_fingerprint
+from .lloyd import LloydResult, _restored_block, lloyd, predict
 
 __all__ = ["kmeans", "KMeans", "choose_algorithm"]
 
@@ -198,7 +201,7 @@ class _BaseKMeans(ClustererMixin, MetricMixin, ParamsMixin):
         cosine = self._metric == "cosine"
         if dask_blocks.is_dask_array(X):
             return dask_blocks.dask_executor(X, sample_weight, block_rows, cosine, self.n_threads)
-        if not isinstance(X, np.memmap):
+        if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf" or X.ndim != 2:
             X = check_array(X, "X")  # lists and the like become arrays, checked once
         return local_executor(X, sample_weight, block_rows, cosine)
 
@@ -332,8 +335,9 @@ class KMeans(_BaseKMeans, Persistable):
     min_iterations : int, default=2
         "mop" only: node expansions each search makes at least.
     bulk_size : int, default=2048
-        "mop" only: points per bulk; within a bulk, queries are sorted so that each
-        one starts near the previous one.
+        "mop" only: points per bulk, the unit of parallel work; within a bulk,
+        queries are sorted so that consecutive ones read the same part of the graph
+        (the order changes the speed, never a label).
     cold_start : {"auto", "two-level", "graph"}, default="auto"
         "mop" only: how the first assignment, which has no previous centroids to
         seed from, is made. "two-level" groups the centroids by a short k-means and
@@ -341,7 +345,7 @@ class KMeans(_BaseKMeans, Persistable):
         and accurate when the data's clusters are coarser than the centroids);
         "graph" searches the graph from its upper layers (beam ``2*ef_search``);
         "auto" uses "two-level" where it finds the exact nearest centroid for 95% of
-        a sample of 2,000 rows, else "graph".
+        a fixed sample of 4,096 rows (chosen by global row number), else "graph".
     cold_nprobe : int, default=1
         "mop" only, with ``cold_start="two-level"``: groups of centroids each point
         is scored against (its nearest group and the groups nearest to that one).
@@ -350,6 +354,23 @@ class KMeans(_BaseKMeans, Persistable):
         stopped moving), the beam is doubled, up to this width, and the run goes on
         while a wider search still moves points. None means ``4 * ef_search``; set
         it to ``ef_search`` to stop at the first standstill.
+    audit_size : int, default=1024
+        "mop" only: rows of a fixed sample (chosen by global row number) assigned
+        exactly after every iteration, one BLAS pass, to measure the search: the
+        fraction of points at their exact nearest centroid and the excess cost over
+        exact assignment (``audit_``, and the progress bar). 0 turns it off.
+    audit_tolerance : float or None, default=1e-3
+        "mop" only: an excess cost above this widens the search at once (up to
+        ``max_ef_search``); None never does.
+    checkpoint : str, path or None, default=None
+        A file where the whole state of the fit is written every ``checkpoint_every``
+        iterations (versioned ``.npz``, written atomically, no pickle; see
+        :mod:`ivfpq.cluster.checkpoint`). If the file exists when ``fit`` starts, the
+        fit resumes from it and ends exactly as the uninterrupted fit would; a file of
+        other data or other parameters is refused with a ``ValueError`` saying which.
+        The file is removed when the fit completes.
+    checkpoint_every : int, default=1
+        Counted iterations between two checkpoints.
 
     Attributes
     ----------
@@ -379,6 +400,13 @@ class KMeans(_BaseKMeans, Persistable):
         else :class:`ivfpq.ConvergenceWarning`.
     changed_fraction_ : list of float
         Fraction of points whose cluster changed, per iteration of the best run.
+    audit_ : list of (float, float)
+        "mop" only: per iteration of the best run, the fraction of the audit rows at
+        their exact nearest centroid and the relative excess cost of their assignment
+        over exact assignment (see ``audit_size``). Empty for exact Lloyd.
+    resumed_at_ : int
+        The iteration a fit resumed from a checkpoint (0 for a fresh fit);
+        ``n_iter_`` and ``history_`` count the whole run.
 
     Examples
     --------
@@ -414,6 +442,10 @@ class KMeans(_BaseKMeans, Persistable):
         "cold_start": [Options(COLD_STARTS)],
         "cold_nprobe": [Interval(int, 1, None)],
         "max_ef_search": [Interval(int, 1, None), None],
+        "audit_size": [Interval(int, 0, None)],
+        "audit_tolerance": [Interval(float, 0, None), None],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(int, 1, None)],
     }
 
     def __init__(
@@ -439,6 +471,10 @@ class KMeans(_BaseKMeans, Persistable):
         cold_start="auto",
         cold_nprobe=1,
         max_ef_search=None,
+        audit_size=1024,
+        audit_tolerance=1e-3,
+        checkpoint=None,
+        checkpoint_every=1,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -460,6 +496,10 @@ class KMeans(_BaseKMeans, Persistable):
         self.cold_start = cold_start
         self.cold_nprobe = cold_nprobe
         self.max_ef_search = max_ef_search
+        self.audit_size = audit_size
+        self.audit_tolerance = audit_tolerance
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
 
     # -- parameters ------------------------------------------------------------------
 
@@ -475,15 +515,20 @@ class KMeans(_BaseKMeans, Persistable):
         init = self._check_init(n_clusters, n_features, dtype)
         return n_clusters, init, self._n_init(10, stacklevel=3), self.max_iter, float(self.tol)
 
-    def _make_assigner(self, n_samples, n_features, n_clusters, rng):
+    def _assigner_seed(self, rng):
+        """The seed of a run's graph assigner, drawn after its initialisation (None for exact)."""
+        return int(rng.integers(2**31 - 1)) if self.algorithm_ == "mop" else None
+
+    def _make_assigner(self, seed):
         """The assigner for this fit's algorithm (``algorithm_``)."""
         if self.algorithm_ == "mop":
             return GraphAssigner(
                 M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search,
                 additional_centroids=self.additional_centroids,
-                min_iterations=self.min_iterations, bulk_size=self.bulk_size,
-                seed=int(rng.integers(2**31 - 1)), cold_start=self.cold_start,
-                cold_nprobe=self.cold_nprobe, max_ef_search=self.max_ef_search,
+                min_iterations=self.min_iterations, bulk_size=self.bulk_size, seed=seed,
+                cold_start=self.cold_start, cold_nprobe=self.cold_nprobe,
+                max_ef_search=self.max_ef_search, audit_size=self.audit_size,
+                audit_tolerance=np.inf if self.audit_tolerance is None else self.audit_tolerance,
             )
         return ExactAssigner()
 
@@ -522,18 +567,39 @@ class KMeans(_BaseKMeans, Persistable):
             self.algorithm_ = choose_algorithm(ex.n_rows, n_clusters, ex.n_features)
 
         best = None
+        self.resumed_at_ = 0
         with thread_limits(n_threads):
             blocks, stats = ex.validate()
             if not stats[2] > 0:
                 raise ValueError("sample_weight is zero everywhere; at least one weight must be positive")
-            for run in range(n_init):
-                centers = self._initial_centers(ex, blocks, stats, init, n_clusters, rng, X)
-                assigner = self._make_assigner(ex.n_rows, ex.n_features, n_clusters, rng)
+            ckpt = None
+            first_run = 0
+            if self.checkpoint is not None:
+                ckpt = Checkpoint.open(self.checkpoint, self.checkpoint_every,
+                                       data_fingerprint(ex, blocks, stats), params_fingerprint(self.get_params()))
+                if ckpt.resume is not None:
+                    first_run = ckpt.run
+                    ckpt.restore_rng(rng)
+                    self.resumed_at_ = ckpt.resumed_at
+                    if ckpt.best is not None:
+                        best = _result_from_state(ex, blocks, *ckpt.best)
+            for run in range(first_run, n_init):
+                if ckpt is not None and ckpt.resume is not None:
+                    centers, seed = ckpt.resume[1]["centers"], ckpt.assigner_seed
+                else:
+                    centers = self._initial_centers(ex, blocks, stats, init, n_clusters, rng, X)
+                    seed = self._assigner_seed(rng)
+                    if ckpt is not None:
+                        ckpt.start_run(run, rng, seed)
                 with _progress(self.verbose, max_iter, run, n_init) as callback:
-                    result = lloyd(ex, blocks, stats, centers, assigner, max_iter, tol,
-                                   spherical=self._metric == "cosine", callback=callback)
+                    result = lloyd(ex, blocks, stats, centers, self._make_assigner(seed), max_iter, tol,
+                                   spherical=self._metric == "cosine", callback=callback, checkpoint=ckpt)
                 if best is None or result.inertia < best.inertia:
                     best = result
+                if ckpt is not None and run + 1 < n_init:
+                    ckpt.finish_run(*_result_state(ex, best))
+            if ckpt is not None:
+                ckpt.remove()
         best.labels = ex.labels(best.states).astype(np.int32)
         self._warn_if_fewer_clusters(best.labels, n_clusters)
         return self._store_fit(best, ex.n_features)
@@ -547,6 +613,7 @@ class KMeans(_BaseKMeans, Persistable):
         self.n_iter_ = best.n_iter
         self.history_ = [(seconds, inertia * scale) for seconds, inertia in best.history]
         self.changed_fraction_ = list(best.changed_fraction)
+        self.audit_ = [tuple(a) for a in best.audit]
         self.n_features_in_ = n_features
         return self
 
@@ -599,19 +666,41 @@ class KMeans(_BaseKMeans, Persistable):
         return model
 
 
+def _result_state(ex, result):
+    """A finished run as JSON values and arrays, for a checkpoint."""
+    meta = {"inertia": result.inertia, "n_iter": result.n_iter, "history": result.history,
+            "changed_fraction": result.changed_fraction, "work": result.work, "audit": result.audit}
+    return meta, {"centers": result.centers, "labels": np.asarray(ex.labels(result.states))}
+
+
+def _result_from_state(ex, blocks, meta, arrays):
+    labels = arrays["labels"]
+    parts = [labels[ex.offsets[b]:ex.offsets[b + 1]] for b in range(ex.n_blocks)]
+    states = ex.map(_restored_block, blocks, parts, [None] * ex.n_blocks, [None] * ex.n_blocks, data=False)
+    return LloydResult(arrays["centers"], states, float(meta["inertia"]), int(meta["n_iter"]),
+                       [tuple(h) for h in meta["history"]], list(meta["changed_fraction"]), list(meta["work"]),
+                       [tuple(a) for a in meta["audit"]])
+
+
 @contextmanager
 def _progress(verbose, max_iter, run, n_init):
-    """A tqdm bar fed by the loop's callback; nothing at all when not verbose."""
+    """A tqdm bar fed by the loop's callback; nothing at all when not verbose.
+
+    It shows the iteration against ``max_iter``, the seconds per iteration and the time
+    left at that pace, the inertia, the fraction of points that moved and, for mop, the
+    audit: the excess cost of the assignment over exact assignment on the audit rows.
+    """
     if not verbose:
         yield None
         return
-    from tqdm.auto import tqdm
-
     desc = "k-means" if n_init == 1 else f"k-means run {run + 1}/{n_init}"
     with tqdm(total=max_iter, desc=desc, unit="it", leave=False) as bar:
 
-        def callback(iteration, inertia, changed):
-            bar.set_postfix(inertia=f"{inertia:.6g}", changed=f"{changed:.2%}", refresh=False)
-            bar.update(1)
+        def callback(iteration, inertia, changed, audit=None):
+            figures = {"inertia": f"{inertia:.6g}", "moved": f"{changed:.2%}"}
+            if audit is not None:
+                figures["excess"] = f"{audit[1]:.1e}"
+            bar.set_postfix(figures, refresh=False)
+            bar.update(iteration - bar.n)
 
         yield callback

@@ -38,6 +38,7 @@ from ..kernels.lloyd import (
     fixed_total,
     updated_centers,
 )
+from ..kernels.distances import nearest_centroids
 from .assign import ExactAssigner
 from .executor import add_partials, block_of_rows, gather_rows, local_executor
 
@@ -95,6 +96,7 @@ class LloydResult:
     history: list = field(default_factory=list)
     changed_fraction: list = field(default_factory=list)
     work: list = field(default_factory=list)
+    audit: list = field(default_factory=list)
     labels: object = None
 
 
@@ -226,6 +228,23 @@ def _sample_state(state, local_rows):
     return None if state.state is None else state.state[local_rows].copy()
 
 
+def _sample_sq_dists(state, local_rows):
+    return state.sq_dists[local_rows]
+
+
+def _audit(model, sample_x, sample_sq):
+    """(fraction of the rows at their exact nearest centroid, excess cost over exact
+    assignment) of an assignment, from its exact distances on a sample of rows."""
+    _, centers, _ = model
+    m = sample_x.shape[0]
+    exact = np.empty(m, dtype=np.float64)
+    nearest_centroids(np.ascontiguousarray(sample_x, dtype=centers.dtype), centers, np.empty(m, np.int64),
+                      exact)
+    total = float(np.sum(exact))
+    excess = (float(np.sum(sample_sq)) - total) / total if total > 0 else 0.0
+    return float(np.mean(sample_sq <= exact)), max(excess, 0.0)
+
+
 def _relocate_empty_clusters(ex, states, empty):
     """Give each empty cluster one of the farthest points of all blocks (ties to the
     lower global row). Returns the new states and the moves for :func:`_summarize`."""
@@ -239,11 +258,64 @@ def _relocate_empty_clusters(ex, states, empty):
     return clusters, owner, rows[chosen], moves
 
 
+# ----------------------------------------------------------------------------- snapshots
+
+
+def _state_arrays(state):
+    return state.labels, state.sq_dists, state.state
+
+
+def _restored_block(block, labels, sq_dists, state):
+    return BlockState(block, labels, sq_dists, state)
+
+
+def _model_from(assigner, centers, scales):
+    return assigner, centers, scales.inertia_scale(centers)
+
+
+def _snapshot(ex, states, totals, model, loop):
+    """The loop's whole state, as JSON values and arrays (see ``checkpoint``)."""
+    parts = ex.gather(ex.map(_state_arrays, states, data=False))
+    sums, counts = ex.gather(totals)
+    assigner, centers, _ = ex.gather(model)
+    assigner_meta, assigner_arrays = assigner.get_state()
+    arrays = {"centers": centers, "sums": sums, "counts": counts,
+              "labels": np.concatenate([p[0] for p in parts]),
+              "sq_dists": np.concatenate([p[1] for p in parts])}
+    if parts[0][2] is not None:
+        arrays["row_state"] = np.concatenate([p[2] for p in parts])
+    arrays.update({"assigner_" + name: value for name, value in assigner_arrays.items()})
+    return {"loop": loop, "assigner": assigner_meta}, arrays
+
+
+def _restore(ex, blocks, snapshot, assigner, scales_handle):
+    """(loop values, block states, totals, model) from a :func:`_snapshot`."""
+    meta, arrays = snapshot
+    bounds = ex.offsets
+
+    def split(name):
+        if name not in arrays:
+            return [None] * ex.n_blocks
+        return [arrays[name][bounds[b]:bounds[b + 1]].copy() for b in range(ex.n_blocks)]
+
+    states = ex.map(_restored_block, blocks, split("labels"), split("sq_dists"), split("row_state"),
+                    data=False)
+    prefix = "assigner_"
+    assigner.set_state(meta["assigner"], {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)},
+                       arrays["centers"])
+    model = ex.submit(_model_from, ex.put(assigner), ex.put(arrays["centers"]), scales_handle, heavy=True)
+    totals = ex.put((arrays["sums"], arrays["counts"]))
+    loop = dict(meta["loop"])
+    loop["history"] = [tuple(h) for h in loop["history"]]
+    loop["audit"] = [tuple(a) for a in loop["audit"]]
+    return loop, states, totals, model
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
 def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=False,
-          stop_when_allclose=False, callback=None):
+          stop_when_allclose=False, callback=None, checkpoint=None):
     """Lloyd iterations over the blocks of executor ``ex``, from ``centers``.
 
     Each iteration assigns every point with ``assigner`` and moves each centroid to
@@ -267,6 +339,9 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     assigner : an :class:`ivfpq.cluster.assign.Assigner`; it is reset first.
     max_iter : int
     tol : float, relative to the mean per-feature variance of the data.
+    checkpoint : object with ``every`` (iterations between snapshots), ``resume`` (a
+        snapshot to continue from, or None) and ``save(meta, arrays)``; see
+        :mod:`ivfpq.cluster.checkpoint`. A resumed run ends as the uninterrupted one.
     """
     start = time.perf_counter()
     n = ex.n_rows
@@ -286,28 +361,40 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         parts = ex.gather(ex.map(_sample_state, states, local_rows, data=False))
         return np.concatenate(parts) if parts[0] is not None else None
 
-    template = ex.put(assigner)
-    states = ex.map(_new_block_state, blocks, shared=(template,), data=False)
+    # The exact audit: a fixed part of the sample, assigned exactly after every iteration.
+    audit_at = None if audit_rows is None else assigner.audit_positions(len(audit_rows))
+    audit_x = None if audit_at is None or audit_at.size == 0 else ex.put(sample_x[audit_at])
+    sample_x = None if sample_x is None else ex.put(sample_x)  # sent to the workers once
+
+    def audit(states, model):
+        if audit_x is None:
+            return None
+        parts = ex.gather(ex.map(_sample_sq_dists, states, local_rows, data=False))
+        return ex.gather(ex.submit(_audit, model, audit_x, np.concatenate(parts)[audit_at], heavy=True))
+
     scales_handle = ex.put(scales)
-    model = ex.submit(_prepare_model, template, ex.put(centers), sample_x, sample_state(states),
-                      scales_handle, ex.remote, heavy=True)
-    totals = None
-    tol_abs = 0.0
-    history, changed_fraction, work = [], [], []
+    resume = None if checkpoint is None else checkpoint.resume
+    if resume is None:
+        template = ex.put(assigner)
+        states = ex.map(_new_block_state, blocks, shared=(template,), data=False)
+        model = ex.submit(_prepare_model, template, ex.put(centers), sample_x, sample_state(states),
+                          scales_handle, ex.remote, heavy=True)
+        loop = {"iteration": 0, "n_iter": 0, "tol_abs": 0.0, "widen_left": assigner.widen_steps(),
+                "previous_inertia": None, "history": [], "changed_fraction": [], "work": [], "audit": []}
+        totals = None
+    else:
+        loop, states, totals, model = _restore(ex, blocks, resume, assigner, scales_handle)
+        start -= loop["history"][-1][0] if loop["history"] else 0.0
+    tol_abs = loop["tol_abs"]
+    history, changed_fraction, work = loop["history"], loop["changed_fraction"], loop["work"]
+    audits = loop["audit"]
     labels_match_centers = False
-    n_iter = 0
+    n_iter = loop["n_iter"]
     stats_now = None
-    widen_left = assigner.widen_steps()
-    previous_inertia = np.inf
+    widen_left = loop["widen_left"]
+    previous_inertia = np.inf if loop["previous_inertia"] is None else loop["previous_inertia"]
 
-    def record(inertia, changed, work_done):
-        history.append((time.perf_counter() - start, inertia))
-        changed_fraction.append(changed / n)
-        work.append(work_done)
-        if callback is not None:
-            callback(n_iter, inertia, changed / n)
-
-    for iteration in range(max_iter):
+    for iteration in range(loop["iteration"], max_iter):
         ex.keep(model)
         states, reduced = ex.map_reduce(_lloyd_step, add_partials, states,
                                         shared=(model, scales_handle, iteration == 0, ex.remote),
@@ -325,9 +412,14 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
             labels_match_centers = True
             # Counted, as scikit-learn counts the iteration in which it detects convergence.
             n_iter += 1
-            record(stats_now["inertia"], 0, stats_now["work"])
+            history.append((time.perf_counter() - start, stats_now["inertia"]))
+            changed_fraction.append(0.0)
+            work.append(stats_now["work"])
+            if callback is not None:
+                callback(n_iter, stats_now["inertia"], 0.0, None)
             break
         n_iter += 1
+        audit_now = audit(states, model)
         if stats_now["empty"].size:
             clusters, owner, rows, moves = _relocate_empty_clusters(ex, states, stats_now["empty"])
             states = list(states)
@@ -344,8 +436,20 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
                           sample_state(states), scales_handle, ex.remote, heavy=True)
 
         inertia = stats_now["inertia"]
-        record(inertia, changed, stats_now["work"])
-        if stats_now["converged"]:
+        history.append((time.perf_counter() - start, inertia))
+        changed_fraction.append(changed / n)
+        work.append(stats_now["work"])
+        if audit_now is not None:
+            audits.append(audit_now)
+        if callback is not None:
+            callback(n_iter, inertia, changed / n, audit_now)
+        # The first assignment has no previous centroids to search from (its audit
+        # measures the cold start); from the second on, a high excess means the search
+        # leaves points where it should not.
+        if iteration > 0 and audit_now is not None and audit_now[1] > assigner.audit_tolerance and widen_left:
+            widen_left -= 1
+            model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+        elif stats_now["converged"]:
             if not widen_left:
                 break
             widen_left -= 1
@@ -354,6 +458,11 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
             widen_left -= 1  # an approximate search that has all but stalled looks further
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
         previous_inertia = inertia
+        if checkpoint is not None and n_iter % checkpoint.every == 0:
+            loop = {"iteration": iteration + 1, "n_iter": n_iter, "tol_abs": tol_abs,
+                    "widen_left": widen_left, "previous_inertia": previous_inertia, "history": history,
+                    "changed_fraction": changed_fraction, "work": work, "audit": audits}
+            checkpoint.save(*_snapshot(ex, states, totals, model, loop))
 
     if labels_match_centers:
         inertia = stats_now["inertia"]
@@ -364,7 +473,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         inertia = ex.gather(ex.submit(_final_inertia, reduced, model))
     final_centers = ex.gather(ex.submit(operator.getitem, model, 1))
     ex.drop_kept()
-    return LloydResult(final_centers, states, inertia, n_iter, history, changed_fraction, work)
+    return LloydResult(final_centers, states, inertia, n_iter, history, changed_fraction, work, audits)
 
 
 # ----------------------------------------------------------------------------- predict

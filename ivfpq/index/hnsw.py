@@ -34,6 +34,7 @@ from .._validation import (
 from .._graph import HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes, pq_knn_search
 from ..kernels.ivf import rerank_exact
 from ..quantize.pq import ProductQuantizer
+from ._memory import MemoryUsage, array_bytes, quantizer_bytes
 from .metrics import METRICS
 
 __all__ = ["HNSW"]
@@ -414,6 +415,57 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
         if self._metric == "ip":
             out_dist = -out_dist
         return out_dist.astype(np.float32), out_ids
+
+    # -- memory ------------------------------------------------------------------------
+
+    def memory_usage(self):
+        """Bytes this index holds, by part (a :class:`~ivfpq.index._memory.MemoryUsage`).
+
+        Parts: "vectors" (raw float32 rows; with ``metric="ip"`` one extra coordinate
+        each; none after ``compress()`` without ``keep_raw``), "codes" (after
+        ``compress()``), "links" (the bottom layer's ``2 M`` int32 neighbours per node,
+        the upper layers' ``M`` per level, and each node's level and upper offset),
+        "ids" (8 bytes each), "codebooks" (the PQ's), "spare" (rows allocated for
+        later additions) and "scratch" (the searches' visited marks, one int32 per node
+        and thread, kept between calls).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ivfpq import HNSW
+        >>> X = np.random.default_rng(0).standard_normal((1000, 16), dtype=np.float32)
+        >>> index = HNSW(M=8, ef_construction=32, random_state=0)
+        >>> index.add(X)
+        >>> usage = index.memory_usage()
+        >>> usage["vectors"] == 1000 * 16 * 4, usage["ids"] == 1000 * 8
+        (True, True)
+        >>> usage.bytes_per_vector == usage.used / 1000
+        True
+        """
+        if not hasattr(self, "_graph"):
+            return MemoryUsage({}, 0)
+        g, n = self._graph, self._n
+        rows = self._upper_rows
+        parts = {
+            "vectors": n * self._width * 4 if self._has_raw else 0,
+            "codes": self._codes[:n].nbytes if self._codes is not None else 0,
+            "links": (g.links0[:n].nbytes + g.upper[:rows].nbytes + g.upper_offset[:n].nbytes
+                      + g.levels[:n].nbytes),
+            "ids": self._labels[:n].nbytes,
+            "codebooks": 0,
+        }
+        if self.is_compressed:
+            parts["codebooks"] = quantizer_bytes(self.pq_, self._codebooks, self._codebooks_t)
+        held = array_bytes(g.data if self._has_raw else None, self._codes, g.links0, g.upper,
+                           g.upper_offset, g.levels, self._labels)
+        parts["spare"] = held - sum(parts[k] for k in ("vectors", "codes", "links", "ids"))
+        parts["scratch"] = array_bytes(g._visited, g._epochs)
+        return MemoryUsage(parts, n)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this index holds: ``memory_usage().total``."""
+        return self.memory_usage().total
 
     # -- persistence -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _faiss
 from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, load_nested, register_format
 from .._threads import resolve_n_threads, thread_limits
@@ -40,6 +41,7 @@ from .._graph import build_graph, knn_search
 from ..quantize.pq import CODEBOOKS, ProductQuantizer
 from ..quantize.tile import DISTRIBUTIONS
 from ._lists import InvertedLists
+from ._memory import MemoryUsage, array_bytes, quantizer_bytes
 from .metrics import METRICS
 
 __all__ = ["IVFFlat", "IVFPQ"]
@@ -77,6 +79,14 @@ class CoarseQuantizer:
     @property
     def nlist(self):
         return self.centroids.shape[0]
+
+    def arrays(self):
+        """Every array the quantizer holds: centroids, norms, their scaled copies, graph."""
+        out = [self.centroids, self._c_sq, self._augmented, self._scaled_t]
+        g = self.graph
+        if g is not None:
+            out += [g.levels, g.links0, g.upper, g.upper_offset, g._visited, g._epochs]
+        return out
 
     def assign(self, X):
         """List number of each row of ``X``."""
@@ -251,6 +261,92 @@ class _IVFBase(MetricMixin, ParamsMixin, Persistable):
         if self._metric == "ip":
             dist = -dist
         return dist.astype(np.float32), ids
+
+    # -- memory ------------------------------------------------------------------------
+
+    def _payload_parts(self):
+        """Part name of each list payload (the lists' rows, e.g. "vectors", "codes")."""
+        return {"vectors": "vectors"}
+
+    def _fixed_parts(self):
+        return {}
+
+    def memory_usage(self):
+        """Bytes this index holds, by part (a :class:`~ivfpq.index._memory.MemoryUsage`).
+
+        Parts: the payloads of the stored vectors ("vectors" for IVFFlat and for IVFPQ
+        with ``keep_raw``, "codes" for IVFPQ), "ids" (8 bytes each), "centroids" (the
+        coarse quantizer: centroids, norms and the copies its searches multiply by, and
+        its graph if any), "lists" (offset, size and capacity of each list), "spare"
+        (rows allocated for later additions), and for IVFPQ "codebooks" and "tables"
+        (the precomputed per-list tables). ``bytes_per_vector`` shares the fixed parts
+        out over the vectors; :meth:`compact` drops the spare rows.
+        """
+        if not self.is_trained:
+            return MemoryUsage({}, 0)
+        lists = self._lists
+        n = lists.ntotal
+        parts = {name: 0 for name in self._payload_parts().values()}
+        for name, (width, dtype) in lists.specs.items():
+            parts[self._payload_parts()[name]] += n * width * dtype.itemsize
+        parts["ids"] = n * 8
+        parts["centroids"] = array_bytes(self.centroids_, *self._quantizer.arrays())
+        parts.update(self._fixed_parts())
+        parts["lists"] = array_bytes(lists.offsets, lists.sizes, lists.capacities)
+        held = array_bytes(lists.ids, *lists.data.values())
+        parts["spare"] = held - n * 8 - sum(n * w * dt.itemsize for w, dt in lists.specs.values())
+        return MemoryUsage(parts, n)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this index holds: ``memory_usage().total``."""
+        return self.memory_usage().total
+
+    def compact(self):
+        """Release the rows the lists keep for later additions (see :meth:`memory_usage`)."""
+        self._check_trained("compact")
+        self._lists.compact(spare=False)
+
+    # -- faiss helpers -----------------------------------------------------------------
+
+    def _faiss_ivf_parts(self, faiss):
+        """(quantizer, packed lists) for an export; the quantizer is an exact IndexFlat."""
+        self._check_trained("to_faiss")
+        quantizer = _faiss.flat_quantizer(faiss, self.centroids_, self._metric)
+        return quantizer, self._lists.packed()
+
+    @staticmethod
+    def _adopt_quantizer(index, quantizer):
+        # The faiss index frees its quantizer when it is freed itself, so the pair
+        # outlives this Python reference to the quantizer.
+        index.own_fields = True
+        quantizer.this.disown()
+
+    @classmethod
+    def _from_faiss_ivf(cls, faiss, index, params, kind):
+        """(obj, (sizes, ids, codes)) from a trained faiss IVF index of class ``kind``."""
+        if not isinstance(index, kind):
+            raise TypeError(f"index must be a faiss.{kind.__name__}, got {type(index).__name__}")
+        if not index.is_trained:
+            raise ValueError(f"the faiss {kind.__name__} is not trained: there is no quantizer to read")
+        nlist = int(index.nlist)
+        metric = _faiss.metric_from_faiss(faiss, index.metric_type, f"this {kind.__name__}")
+        centroids = _faiss.read_centroids(index.quantizer)
+        if centroids.shape[0] != nlist:
+            raise ValueError(f"the faiss quantizer holds {centroids.shape[0]} centroids for nlist={nlist}")
+        for name in ("nlist", "metric"):
+            if name in params:
+                raise TypeError(f"{name} is read from the faiss index; do not pass it")
+        params.setdefault("nprobe", max(1, min(int(index.nprobe), nlist)))
+        obj = cls(nlist, metric=metric, **params)
+        obj._check_params()
+        obj._set_coarse(centroids, index.d)
+        packed = _faiss.read_invlists(faiss, index)
+        ids = packed[1]
+        if ids.size:
+            check_ids(ids, -1, "the faiss index's ids")
+            obj._next_id = int(ids.max()) + 1
+        return obj, packed
 
     # -- persistence helpers -----------------------------------------------------------
 
@@ -430,6 +526,88 @@ class IVFFlat(_IVFBase):
             if hit.size:
                 return lists.list_data("vectors", l)[hit[0]].copy()
         raise KeyError(f"id {id_} is not in the index")
+
+    # -- faiss -------------------------------------------------------------------------
+
+    def to_faiss(self):
+        """This index as a ``faiss.IndexIVFFlat`` (needs faiss).
+
+        The faiss index gets the same centroids (in an ``IndexFlatL2``, or
+        ``IndexFlatIP`` for ``metric="ip"``), the same lists in the same order (ids and
+        vectors), and ``nprobe``: at equal ``nprobe`` a search returns the same
+        neighbours, up to the order of exactly tied distances. Vectors added to it
+        later go to the same lists as here. The faiss quantizer compares a query with
+        every centroid, so an index built with ``quantizer="hnsw"`` (whose graph finds
+        the nearest centroids approximately) may probe slightly different lists.
+
+        Returns
+        -------
+        faiss.IndexIVFFlat
+            It owns its quantizer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ivfpq import IVFFlat
+        >>> X = np.random.default_rng(0).standard_normal((2000, 16), dtype=np.float32)
+        >>> index = IVFFlat(nlist=16, nprobe=4, random_state=0).train(X)
+        >>> index.add(X)
+        >>> findex = index.to_faiss()                       # doctest: +SKIP
+        >>> bool((findex.search(X[:5], 3)[1] == index.search(X[:5], 3)[1]).all())  # doctest: +SKIP
+        True
+        >>> IVFFlat.from_faiss(findex).ntotal               # doctest: +SKIP
+        2000
+        """
+        faiss = _faiss.require_faiss()
+        quantizer, (sizes, ids, data) = self._faiss_ivf_parts(faiss)
+        index = faiss.IndexIVFFlat(quantizer, self.n_features_in_, self.nlist,
+                                   _faiss.faiss_metric(faiss, self._metric))
+        self._adopt_quantizer(index, quantizer)
+        index.nprobe = min(self.nprobe, self.nlist)
+        _faiss.fill_invlists(faiss, index, sizes, ids, data["vectors"].view(np.uint8))
+        return index
+
+    @classmethod
+    def from_faiss(cls, index, **params):
+        """An IVFFlat with the centroids (and lists) of a trained faiss index.
+
+        Parameters
+        ----------
+        index : faiss.IndexIVFFlat or faiss.IndexFlat
+            An ``IndexIVFFlat``: its quantizer's centroids, its metric, ``nprobe`` and
+            its lists (ids and vectors, in faiss's order). An ``IndexFlatL2`` /
+            ``IndexFlatIP`` (e.g. the ``index`` of a trained ``faiss.Kmeans``): its
+            vectors become the centroids of an empty index.
+        **params
+            Other parameters of :class:`IVFFlat` (``n_threads``, ``quantizer``, ...);
+            ``nlist`` and ``metric`` come from the faiss index.
+
+        Returns
+        -------
+        IVFFlat
+            Trained; searches give faiss's neighbours at the same ``nprobe``.
+        """
+        faiss = _faiss.require_faiss()
+        index = _faiss.concrete(faiss, index)
+        if isinstance(index, faiss.IndexIVFFlatDedup):
+            raise ValueError("an IndexIVFFlatDedup keeps one copy of duplicate vectors in its "
+                             "lists; IVFFlat has no such lists")
+        if isinstance(index, faiss.IndexFlat):
+            centroids = _faiss.read_centroids(index)
+            if centroids.shape[0] == 0:
+                raise ValueError("the faiss IndexFlat is empty: it holds no centroids")
+            metric = _faiss.metric_from_faiss(faiss, index.metric_type, "this IndexFlat")
+            obj = cls(centroids.shape[0], metric=metric, **params)
+            obj._check_params()
+            obj._set_coarse(centroids, centroids.shape[1])
+            obj._lists = InvertedLists(obj.nlist, {"vectors": (centroids.shape[1], np.float32)})
+            return obj
+        obj, (sizes, ids, codes) = cls._from_faiss_ivf(faiss, index, params, faiss.IndexIVFFlat)
+        d = obj.n_features_in_
+        vectors = codes.view(np.float32).reshape(ids.shape[0], d)
+        obj._lists = InvertedLists.from_packed(obj.nlist, {"vectors": (d, np.float32)}, sizes, ids,
+                                               {"vectors": vectors})
+        return obj
 
     # -- persistence -------------------------------------------------------------------
 
@@ -669,6 +847,18 @@ class IVFPQ(_IVFBase):
             else:
                 self._mode = TABLE_PER_LIST
 
+    # -- memory ------------------------------------------------------------------------
+
+    def _payload_parts(self):
+        return {"codes": "codes", "vectors": "vectors"}
+
+    def _fixed_parts(self):
+        return {
+            "codebooks": quantizer_bytes(self.pq_, self._codebooks, self._codebooks_t, self._c_sq,
+                                         self._zero_c_sq),
+            "tables": array_bytes(self._list_tables),
+        }
+
     # -- adding ------------------------------------------------------------------------
 
     def add(self, X, ids=None):
@@ -767,6 +957,116 @@ class IVFPQ(_IVFBase):
                     out_dist[start:stop] = dist
                     out_ids[start:stop] = ids
         return self._finish(out_dist, out_ids)
+
+    # -- faiss -------------------------------------------------------------------------
+
+    def to_faiss(self):
+        """This index as a ``faiss.IndexIVFPQ`` (needs faiss).
+
+        The same centroids (in an ``IndexFlatL2`` / ``IndexFlatIP``), PQ codebooks
+        (``pq.centroids``), ``by_residual``, ``nprobe`` and lists (ids and codes, packed
+        as faiss packs ``nbits``-bit codes): at equal ``nprobe`` a search returns the
+        same neighbours, up to the order of distances tied within float32 rounding
+        (faiss adds the table entries in another order). faiss encodes vectors added
+        to it later as :meth:`add` does. The faiss quantizer is exact (see
+        :meth:`IVFFlat.to_faiss` on ``quantizer="hnsw"``).
+
+        With ``refine`` set the result is a ``faiss.IndexRefineFlat`` over the
+        ``IndexIVFPQ``, with ``k_factor = refine`` and the raw vectors: it re-ranks
+        the ``k * refine`` best candidates exactly, as :meth:`search` does. faiss finds
+        a candidate's raw vector by its position, so this needs the ids to be
+        ``0 .. ntotal - 1``. With ``keep_raw`` and no ``refine``, the raw vectors are
+        not exported.
+
+        Raises
+        ------
+        ValueError
+            For tile codebooks (see :meth:`ProductQuantizer.to_faiss`), and for
+            ``refine`` with ids other than ``0 .. ntotal - 1``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ivfpq import IVFPQ
+        >>> X = np.random.default_rng(0).standard_normal((5000, 16), dtype=np.float32)
+        >>> index = IVFPQ(nlist=16, M=4, nprobe=4, random_state=0).train(X)
+        >>> index.add(X)
+        >>> findex = index.to_faiss()                       # doctest: +SKIP
+        >>> findex.pq.M, findex.nprobe, findex.ntotal       # doctest: +SKIP
+        (4, 4, 5000)
+        >>> IVFPQ.from_faiss(findex).search(X[:2], 1)[1].shape   # doctest: +SKIP
+        (2, 1)
+        """
+        faiss = _faiss.require_faiss()
+        self._check_trained("to_faiss")
+        fpq = self.pq_.to_faiss()  # raises for tile codebooks
+        if self.refine is not None:
+            ids = self._lists.packed()[1]
+            if not np.array_equal(np.sort(ids), np.arange(ids.shape[0])):
+                raise ValueError(
+                    "refine cannot be exported to faiss with these ids: faiss's IndexRefineFlat "
+                    "finds a candidate's raw vector by its id as a position, so the ids must be "
+                    "0 .. ntotal - 1, each once; export with refine=None (set_params) instead"
+                )
+        quantizer, (sizes, ids, data) = self._faiss_ivf_parts(faiss)
+        d, M, nbits = self.n_features_in_, self.M, self.pq_._fitted_nbits()
+        index = faiss.IndexIVFPQ(quantizer, d, self.nlist, M, nbits,
+                                 _faiss.faiss_metric(faiss, self._metric))
+        self._adopt_quantizer(index, quantizer)
+        index.by_residual = bool(self.by_residual)
+        faiss.copy_array_to_vector(faiss.vector_to_array(fpq.centroids), index.pq.centroids)
+        index.is_trained = True
+        index.precompute_table()
+        index.nprobe = min(self.nprobe, self.nlist)
+        _faiss.fill_invlists(faiss, index, sizes, ids, _faiss.pack_codes(data["codes"], nbits))
+        if self.refine is None:
+            return index
+        raw = np.empty((ids.shape[0], d), dtype=np.float32)
+        raw[ids] = data["vectors"]
+        refined = faiss.IndexRefineFlat(index, faiss.swig_ptr(raw))
+        refined.k_factor = float(self.refine)
+        # The refine index keeps the IVF-PQ alive and frees it with itself.
+        refined.own_fields = True
+        index.this.disown()
+        return refined
+
+    @classmethod
+    def from_faiss(cls, index, **params):
+        """An IVFPQ with the centroids, PQ codebooks and lists of a trained faiss ``IndexIVFPQ``.
+
+        Parameters
+        ----------
+        index : faiss.IndexIVFPQ
+            Its metric, ``nlist``, ``pq`` (M, nbits, codebooks), ``by_residual``,
+            ``nprobe`` and lists (ids and codes, in faiss's order) are read.
+        **params
+            Other parameters of :class:`IVFPQ` (``n_threads``, ``precompute_tables``,
+            ...). ``keep_raw`` must stay False: the faiss lists hold codes only.
+
+        Returns
+        -------
+        IVFPQ
+            Trained (``codebook="kmeans"``); ``pq_`` is
+            :meth:`ProductQuantizer.from_faiss` of the index's ``pq``.
+        """
+        faiss = _faiss.require_faiss()
+        index = _faiss.concrete(faiss, index)
+        if isinstance(index, faiss.IndexIVFPQR):
+            raise ValueError("an IndexIVFPQR re-ranks with a second PQ of the residuals, which "
+                             "IVFPQ does not have; export its IndexIVFPQ part only")
+        if isinstance(index, faiss.IndexIVFPQ):
+            fpq = index.pq
+            params = {"M": int(fpq.M), "nbits": int(fpq.nbits), "by_residual": bool(index.by_residual),
+                      **params}
+        if params.get("keep_raw"):
+            raise ValueError("keep_raw=True needs raw vectors, which a faiss IndexIVFPQ does not store")
+        obj, (sizes, ids, packed) = cls._from_faiss_ivf(faiss, index, params, faiss.IndexIVFPQ)
+        pq = ProductQuantizer.from_faiss(index.pq, n_threads=obj.n_threads)
+        obj._set_pq(pq)
+        codes = _faiss.unpack_codes(packed, obj.M, pq._fitted_nbits(), pq.code_dtype)
+        obj._lists = InvertedLists.from_packed(obj.nlist, {"codes": (obj.M, pq.code_dtype)}, sizes,
+                                               ids, {"codes": codes})
+        return obj
 
     # -- persistence -------------------------------------------------------------------
 

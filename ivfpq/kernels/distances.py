@@ -76,6 +76,18 @@ def augmented_centroids(C, C_sq_norms=None):
     return M
 
 
+def _error_factors(n_features, dtype):
+    """``(gamma, u, gamma64)`` of :func:`score_error_bound`."""
+    u = float(np.finfo(dtype).eps) / 2.0
+    m = n_features + 3
+    return m * u / (1.0 - m * u), u, m * 2.0**-53 / (1.0 - m * 2.0**-53)
+
+
+@njit(cache=True, inline="always")
+def _bound(x_norm, c, gamma, u, gamma64):
+    return 2.0 * (gamma * (2.0 * x_norm * c + c * c) + 2.0 * u * c * c + gamma64 * (x_norm + c) ** 2)
+
+
 def score_error_bound(x_norms, c_max_norm, n_features, dtype):
     """Per row, a bound on |score - exact|, where score is a GEMM entry
     ``|c|^2 - 2 x.c`` in ``dtype`` and exact its float64 value ``|x - c|^2 - |x|^2``.
@@ -87,36 +99,44 @@ def score_error_bound(x_norms, c_max_norm, n_features, dtype):
     further addition add ``2 u |c|^2``-ish terms, and the float64 reference has a
     (much smaller) error of its own; 2x margin on all of it.
     """
-    u = float(np.finfo(dtype).eps) / 2.0
-    m = n_features + 3
-    gamma = m * u / (1.0 - m * u)
-    gamma64 = m * 2.0**-53 / (1.0 - m * 2.0**-53)
+    gamma, u, gamma64 = _error_factors(n_features, dtype)
     x = np.asarray(x_norms, dtype=np.float64)
     c = float(c_max_norm)
     return 2.0 * (gamma * (2.0 * x * c + c * c) + 2.0 * u * c * c + gamma64 * (x + c) ** 2)
 
 
-@njit(cache=True)
-def settle_nearest(scores, bound, X, start, C, labels, sq_out):
+@njit(cache=True, fastmath=True)
+def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, sq_out):
     """Turn a screened argmin into the exact one, for rows ``start:start + m`` of ``X``.
 
     ``scores`` (m, k) are the GEMM scores of those rows, ``labels[r]`` the argmin of
-    row ``r``. Every centroid whose score is within ``2 * bound[r]`` of the best is
-    compared by exact distance (ties to the lower index). ``sq_out[r]`` gets the exact
-    squared distance to the winner.
+    row ``r``. Every centroid whose score is within twice the row's error bound
+    (:func:`score_error_bound`) of the best is compared by exact distance (ties to
+    the lower index). ``sq_out[r]`` gets the exact squared distance to the winner.
+    ``fastmath`` only lets the norm and the count run in SIMD lanes: the bound keeps a
+    2x margin, and the label is the exact nearest whatever candidates the bound admits.
     """
     m, k = scores.shape
     for r in range(m):
+        i = start + r
+        norm = 0.0
+        for j in range(X.shape[1]):
+            norm += np.float64(X[i, j]) * np.float64(X[i, j])
         best = labels[r]
-        limit = scores[r, best] + 2.0 * bound[r]
+        limit = np.float64(scores[r, best]) + 2.0 * _bound(np.sqrt(norm), c_max_norm, gamma, u, gamma64)
+        # Compared in the scores' own type, the limit rounded up so that no candidate
+        # within it is missed.
+        limit_s = scores.dtype.type(limit)
+        if np.float64(limit_s) < limit:
+            limit_s = np.nextafter(limit_s, scores.dtype.type(np.inf))
         close = 0
         for t in range(k):
-            close += scores[r, t] <= limit
-        i = start + r
+            if scores[r, t] <= limit_s:
+                close += 1
         best_d = exact_sq_distance(X, i, C, best)
         if close > 1:
             for t in range(k):
-                if t != best and scores[r, t] <= limit:
+                if t != best and scores[r, t] <= limit_s:
                     dist = exact_sq_distance(X, i, C, t)
                     if dist < best_d or (dist == best_d and t < best):
                         best, best_d = t, dist
@@ -153,17 +173,21 @@ def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=
     block_rows = max(1, min(block_rows, n))
     M = augmented_centroids(C) if augmented is None else augmented
     c_max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", C, C, dtype=np.float64))))
+    factors = _error_factors(d, X.dtype)
+    step = max(8, (1 << 20) // max(1, k * X.dtype.itemsize))
     rows = np.empty((block_rows, d + 1), dtype=X.dtype)
     rows[:, d] = 1
     block = np.empty((block_rows, k), dtype=X.dtype)
     for start in range(0, n, block_rows):
         stop = min(n, start + block_rows)
         m = stop - start
-        x = X[start:stop]
-        rows[:m, :d] = x
+        rows[:m, :d] = X[start:stop]
         np.matmul(rows[:m], M, out=block[:m])
-        labels = labels_out[start:stop]
-        np.argmin(block[:m], axis=1, out=labels)
-        x_norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))
-        bound = score_error_bound(x_norms, c_max_norm, d, X.dtype)
-        settle_nearest(block[:m], bound, X, start, C, labels, sq_dist_out[start:stop])
+        # Argmin and settling in slices of about 1 MB of scores, so that the second pass
+        # over a slice finds it still in cache.
+        for lo in range(0, m, step):
+            hi = min(m, lo + step)
+            labels = labels_out[start + lo:start + hi]
+            np.argmin(block[lo:hi], axis=1, out=labels)
+            settle_nearest(block[lo:hi], X, start + lo, C, c_max_norm, *factors, labels,
+                           sq_dist_out[start + lo:start + hi])

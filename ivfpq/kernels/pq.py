@@ -26,7 +26,7 @@ How the indexes use them (sketch)::
     # IVF-PQ, one query: a table per probed list (residual to its centroid), one heap
     heap_init(heap_dist, heap_ids)                          # float32 / int64, length k
     for list_id in probed:
-        distance_tables_l2(residual(q, list_id)[None], codebooks, table)   # (1, M, K)
+        distance_tables(residual(q, list_id)[None], codebooks, table, False)   # (1, M, K)
         adc_scan_into_heap(list_codes[list_id], list_ids[list_id], table[0],
                            heap_dist, heap_ids)
     heap_sort(heap_dist, heap_ids)
@@ -48,8 +48,7 @@ __all__ = [
     "encode_by_edges",
     "encode_nearest",
     "decode",
-    "distance_tables_l2",
-    "distance_tables_ip",
+    "distance_tables",
     "adc_distance",
     "adc_distances",
     "adc_distances_at",
@@ -264,10 +263,12 @@ def _transpose_codebooks(codebooks):
 
 
 @njit(parallel=True, cache=True)
-def distance_tables_l2(Q, codebooks, tables):
-    """``tables[q, m, c] = |Q[q, sub m] - codebooks[m, c]|^2`` (float64 sums, stored float32).
+def distance_tables(Q, codebooks, tables, inner_product):
+    """``tables[q, m, c]``: ``|Q[q, sub m] - codebooks[m, c]|^2``, or with
+    ``inner_product`` ``<Q[q, sub m], codebooks[m, c]>`` (float64 sums, stored float32).
 
-    ``Q`` is ``(nq, M*dsub)``; parallel over queries, vectorised over centroids.
+    ``Q`` is ``(nq, M*dsub)``; parallel over queries, vectorised over centroids (the
+    branch on ``inner_product`` is outside the vectorised loop).
     """
     nq = Q.shape[0]
     M, K, dsub = codebooks.shape
@@ -278,27 +279,13 @@ def distance_tables_l2(Q, codebooks, tables):
             acc[:] = 0.0
             for t in range(dsub):
                 qv = np.float64(Q[q, m * dsub + t])
-                for c in range(K):
-                    diff = qv - cb_t[m, t, c]
-                    acc[c] += diff * diff
-            for c in range(K):
-                tables[q, m, c] = acc[c]
-
-
-@njit(parallel=True, cache=True)
-def distance_tables_ip(Q, codebooks, tables):
-    """``tables[q, m, c] = <Q[q, sub m], codebooks[m, c]>`` (float64 sums, stored float32)."""
-    nq = Q.shape[0]
-    M, K, dsub = codebooks.shape
-    cb_t = _transpose_codebooks(codebooks)
-    for q in prange(nq):
-        acc = np.empty(K, dtype=np.float64)
-        for m in range(M):
-            acc[:] = 0.0
-            for t in range(dsub):
-                qv = np.float64(Q[q, m * dsub + t])
-                for c in range(K):
-                    acc[c] += qv * cb_t[m, t, c]
+                if inner_product:
+                    for c in range(K):
+                        acc[c] += qv * cb_t[m, t, c]
+                else:
+                    for c in range(K):
+                        diff = qv - cb_t[m, t, c]
+                        acc[c] += diff * diff
             for c in range(K):
                 tables[q, m, c] = acc[c]
 
@@ -310,8 +297,9 @@ def distance_tables_ip(Q, codebooks, tables):
 def _adc_row(codes, i, table):
     """``sum_m table[m, codes[i, m]]``, summed in float32 in the order m = 0, 1, ..., M-1.
 
-    Float32 like the tables: a float64 sum costs a conversion per lookup (about 15%
-    of the scan) and buys nothing, since every term is a float32 estimate. The order
+    Float32 like the tables: a float64 sum costs a conversion per lookup and buys
+    nothing, since every term is a float32 estimate (benchmarks/README.md, "Figures
+    behind the code's constants"). The order
     is fixed (no fastmath), so a distance never depends on which kernel computed it.
     """
     acc = np.float32(0.0)

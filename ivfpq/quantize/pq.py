@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from .. import _faiss
 from .._base import MetricMixin, ParamsMixin
 from .._storage import (
     Persistable,
@@ -60,7 +61,7 @@ class _SubspaceKMeans(KMeans):
     behind the code's constants").
     """
 
-    def _make_assigner(self, n_samples, n_features, n_clusters, rng):
+    def _make_assigner(self, seed):
         return ExactAssigner(block_rows=SUBSPACE_BLOCK_ROWS)
 
 
@@ -377,9 +378,9 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         M, K, _ = self.codebooks_.shape
         tables = np.empty((Q.shape[0], M, K), dtype=np.float32)
         if self._metric == "ip":
-            kernels.distance_tables_ip(Q, self.codebooks_, tables)
+            kernels.distance_tables(Q, self.codebooks_, tables, True)
         else:
-            kernels.distance_tables_l2(Q, self.codebooks_, tables)
+            kernels.distance_tables(Q, self.codebooks_, tables, False)
         return tables
 
     def adc_distances(self, codes, Q):
@@ -435,6 +436,102 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         check_is_fitted(self, "codebooks_")
         return check_codes(codes, self.codebooks_.shape[0], self._fitted_nbits())
 
+
+    # -- faiss ---------------------------------------------------------------------
+
+    def to_faiss(self):
+        """The fitted codebooks as a ``faiss.ProductQuantizer`` (needs faiss).
+
+        faiss's ``compute_codes`` then gives the codes of :meth:`encode` (packed as
+        faiss packs them: ``ceil(M * nbits / 8)`` bytes per vector, least significant
+        bit first), and its ``centroids`` are :attr:`codebooks_` in the same
+        (M, 2**nbits, dsub) order.
+
+        Raises
+        ------
+        ValueError
+            For tile codebooks: their codes are bins between quantiles, which are not
+            always the nearest code word, while faiss encodes to the nearest one.
+        ImportError
+            When faiss is not installed.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ivfpq import ProductQuantizer
+        >>> X = np.random.default_rng(0).standard_normal((2000, 8)).astype(np.float32)
+        >>> pq = ProductQuantizer(M=2, nbits=4, random_state=0).fit(X)
+        >>> fpq = pq.to_faiss()                               # doctest: +SKIP
+        >>> bool((fpq.decode(fpq.compute_codes(X[:5])) == pq.decode(pq.encode(X[:5]))).all())  # doctest: +SKIP
+        True
+        >>> ProductQuantizer.from_faiss(fpq).codebooks_.shape     # doctest: +SKIP
+        (2, 16, 4)
+        """
+        faiss = _faiss.require_faiss()
+        check_is_fitted(self, "codebooks_")
+        if getattr(self, "encoder_", None) is not None:
+            raise ValueError(
+                "tile codebooks cannot be exported to faiss: a tile code is the bin between "
+                "two quantiles of its dimension, not always the nearest code word, and faiss "
+                "encodes every sub-vector to its nearest code word"
+            )
+        M, K, dsub = self.codebooks_.shape
+        pq = faiss.ProductQuantizer(M * dsub, M, self._fitted_nbits())
+        faiss.copy_array_to_vector(np.ascontiguousarray(self.codebooks_, dtype=np.float32).ravel(),
+                                   pq.centroids)
+        return pq
+
+    @classmethod
+    def from_faiss(cls, pq, *, metric=None, n_threads=None):
+        """A fitted quantizer with the codebooks of a trained faiss ``ProductQuantizer``.
+
+        Parameters
+        ----------
+        pq : faiss.ProductQuantizer or faiss.IndexPQ
+            For an ``IndexPQ``, its ``pq`` (and its metric, unless ``metric`` is given).
+        metric : {"l2", "ip"} or None, default=None
+            What :meth:`search` ranks by; None: the ``IndexPQ``'s metric, else "l2".
+        n_threads : int or None, default=None
+
+        Returns
+        -------
+        ProductQuantizer
+            ``codebook="kmeans"``; :meth:`encode` gives faiss's ``compute_codes``
+            codes, one per sub-space. ``n_train_used_`` is 0 and ``inertia_`` NaN:
+            faiss keeps neither.
+        """
+        faiss = _faiss.require_faiss()
+        if isinstance(pq, faiss.IndexPQ):
+            if metric is None:
+                metric = _faiss.metric_from_faiss(faiss, pq.metric_type, "this IndexPQ")
+            pq = pq.pq
+        if not isinstance(pq, faiss.ProductQuantizer):
+            raise TypeError(f"pq must be a faiss.ProductQuantizer or faiss.IndexPQ, got {type(pq).__name__}")
+        M, nbits, d = int(pq.M), int(pq.nbits), int(pq.d)
+        if not 1 <= nbits <= 16:
+            raise ValueError(f"the faiss quantizer has nbits={nbits}; ivfpq codes hold 1 to 16 bits")
+        K, dsub = 1 << nbits, d // M
+        centroids = faiss.vector_to_array(pq.centroids)
+        # faiss allocates the centroids zeroed and has no trained flag: all zeros (every
+        # code the same vector) is what an untrained quantizer looks like.
+        if centroids.size != M * K * dsub or not centroids.any():
+            raise ValueError("the faiss ProductQuantizer is not trained (its centroids are all zero)")
+        obj = cls(M, nbits, metric="l2" if metric is None else metric, n_threads=n_threads)
+        obj._check_params(d)
+        codebooks = np.ascontiguousarray(centroids.reshape(M, K, dsub), dtype=np.float32)
+        obj.codebooks_ = codebooks
+        # At one dimension per sub-space, encoding by bin edges is nearest-centroid
+        # encoding only when the code words are in ascending order.
+        ascending = dsub == 1 and bool((np.diff(codebooks[:, :, 0], axis=1) > 0).all())
+        obj.edges_ = _midpoint_edges(codebooks[:, :, 0]) if ascending else None
+        obj.dsub_ = dsub
+        obj.n_features_in_ = d
+        obj.n_train_used_ = 0
+        obj.train_message_ = "codebooks read from a faiss ProductQuantizer"
+        obj.n_iter_ = np.zeros(M, dtype=np.int64)
+        obj.inertia_ = float("nan")
+        obj.encoder_ = None
+        return obj
 
     # -- persistence: save(path) comes from Persistable; ivfpq.load(path) reads it --------
 

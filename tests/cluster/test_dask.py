@@ -143,7 +143,7 @@ def test_a_worker_killed_mid_fit_does_not_change_the_result(client, monkeypatch)
     victim = sorted(pids)[0]
     killed = []
 
-    def kill_after_second_iteration(iteration, inertia, changed):
+    def kill_after_second_iteration(iteration, inertia, changed, audit=None):
         if iteration == 2:
             # The victim holds chunks and their per-point state (labels): both are lost.
             held = [key for key, where in client.who_has().items() if victim in where]

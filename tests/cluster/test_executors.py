@@ -261,3 +261,38 @@ def test_mop_fit_on_a_memmap_equals_in_memory_fit(tmp_path):
     assert fitted.algorithm_ == "mop"
     inertias = np.array([h[1] for h in fitted.history_])
     assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1])
+
+
+# ----------------------------------------------------------------------------- compact input
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.float16, np.uint16])
+def test_compact_input_is_read_as_float32_blocks_and_fits_as_its_float32_copy(tmp_path, dtype):
+    rng = np.random.default_rng(0)
+    X = _blobs(3000, d=16, centers=8) * 4 + (0 if dtype in (np.int8, np.float16) else 60)
+    X = np.clip(np.round(X), np.iinfo(dtype).min if dtype != np.float16 else -1e4,
+                np.iinfo(dtype).max if dtype != np.float16 else 1e4).astype(dtype)
+    init = X[rng.choice(3000, 20, replace=False)].astype(np.float32)
+    reference = KMeans(20, init=init, max_iter=10, tol=0).fit(X.astype(np.float32))
+    np.save(tmp_path / "x.npy", X)
+    on_file = np.load(tmp_path / "x.npy", mmap_mode="r")
+    for data, block_rows in ((X, None), (X, 777), (on_file, 500)):
+        fitted = KMeans(20, init=init, max_iter=10, tol=0).fit(data, block_rows=block_rows)
+        _assert_same_fit(reference, fitted)
+        assert fitted.cluster_centers_.dtype == np.float32
+
+
+def test_a_uint8_memmap_is_never_copied_whole(tmp_path):
+    X = np.clip(np.round(_blobs(200_000, d=64, centers=10) * 8 + 100), 0, 255).astype(np.uint8)  # 12.8 MB
+    np.save(tmp_path / "x.npy", X)
+    X_file = np.load(tmp_path / "x.npy", mmap_mode="r")
+    init = X[:10].astype(np.float32)
+    KMeans(10, init=init, max_iter=1).fit(X_file, block_rows=4096)  # kernels compiled before tracing
+    tracemalloc.start()
+    KMeans(10, init=init, max_iter=3, tol=0).fit(X_file, block_rows=4096)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Per-point state (labels, distances and weights, 24 bytes a row, more while an
+    # iteration replaces them) and a few float32 blocks: less than the uint8 data
+    # itself, where a float32 copy alone would be four times it.
+    assert peak < X.nbytes, peak

@@ -239,3 +239,50 @@ def test_stay_check_is_audited_every_warm_iteration_and_keeps_the_guarantee():
     assert runs[False][0].stay_audit_ == []
     # The check only ever skips searches: within the tolerance of full searches.
     assert runs[True][1].inertia <= runs[False][1].inertia * (1 + 0.01)
+
+
+class _RecordingGraphAssigner(GraphAssigner):
+    """Keeps, for every assignment, the centroids and the rows' exact distances."""
+
+    def reset(self):
+        super().reset()
+        self.calls = []
+
+    def assign(self, X, state, labels_out, sq_dist_out):
+        work = super().assign(X, state, labels_out, sq_dist_out)
+        self.calls.append((self.centroids.copy(), sq_dist_out.copy()))
+        return work
+
+
+def test_audit_figures_match_a_brute_force_recomputation():
+    X = _blobs(6000, 12, 40, seed=11)
+    C0 = X[np.random.default_rng(2).choice(6000, 300, replace=False)].copy()
+    assigner = _RecordingGraphAssigner(ef_search=2, M=4, ef_construction=16, max_ef_search=2,
+                                       audit_size=700, audit_tolerance=np.inf, cold_start="graph")
+    result = lloyd_on_array(X, C0, assigner, 8)
+    rows = assigner.audit_rows(6000)[assigner.audit_positions(len(assigner.audit_rows(6000)))]
+    assert len(rows) == 700 and len(result.audit) == result.n_iter
+    for (fraction, excess), (centers, sq) in zip(result.audit, assigner.calls):
+        exact = ((X[rows, None].astype(np.float64) - centers[None].astype(np.float64)) ** 2).sum(-1).min(1)
+        assert fraction == pytest.approx(np.mean(sq[rows] <= exact * (1 + 1e-12)), abs=1e-12)
+        assert excess == pytest.approx(sq[rows].sum() / exact.sum() - 1, rel=1e-6, abs=1e-12)
+    assert any(excess > 0 for _, excess in result.audit)  # a narrow beam misses some
+
+
+def test_audit_above_tolerance_widens_the_search_and_is_reported():
+    X = _blobs(6000, 12, 40, seed=11)
+    C0 = X[np.random.default_rng(2).choice(6000, 300, replace=False)].copy()
+    params = dict(init=C0, algorithm="mop", ef_search=2, M=4, ef_construction=16, max_iter=8, tol=0,
+                  random_state=0, cold_start="graph")
+    strict = KMeans(300, audit_tolerance=0.0, **params).fit(X)
+    lax = KMeans(300, audit_tolerance=1.0, max_ef_search=8, **params).fit(X)
+    assert len(strict.audit_) == strict.n_iter_ and all(0 <= f <= 1 for f, _ in strict.audit_)
+    assert strict.inertia_ <= lax.inertia_
+    assert KMeans(300, init=C0, max_iter=3).fit(X).audit_ == []  # exact Lloyd has nothing to audit
+
+
+def test_progress_bar_shows_inertia_moved_and_audit(capsys):
+    X = _blobs(3000, 8, 20, seed=1)
+    KMeans(60, algorithm="mop", max_iter=4, tol=0, random_state=0, verbose=True).fit(X)
+    err = capsys.readouterr().err
+    assert "inertia=" in err and "moved=" in err and "excess=" in err and "/4" in err

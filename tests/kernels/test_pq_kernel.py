@@ -99,11 +99,11 @@ def test_decode_and_tables_match_numpy():
 
     Q = rng.standard_normal((5, M * dsub)).astype(np.float32)
     tables = np.empty((5, M, K), dtype=np.float32)
-    kernels.distance_tables_l2(Q, codebooks, tables)
+    kernels.distance_tables(Q, codebooks, tables, False)
     Qs = Q.reshape(5, M, 1, dsub).astype(np.float64)
     l2 = ((Qs - codebooks[None].astype(np.float64)) ** 2).sum(-1)
     np.testing.assert_allclose(tables, l2, rtol=1e-6)
-    kernels.distance_tables_ip(Q, codebooks, tables)
+    kernels.distance_tables(Q, codebooks, tables, True)
     np.testing.assert_allclose(tables, (Qs * codebooks[None]).sum(-1), rtol=1e-5, atol=1e-6)
 
 

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from ivfpq._graph import build_graph, draw_levels, knn_search, repair_nodes
 from ivfpq.kernels.hnsw import search_layer, select_neighbours
-from ._data import gaussian_mixture
+from .._data import gaussian_mixture
 
 
 def _brute_sq(A, B):

@@ -1,5 +1,6 @@
 """The ``ivfpq`` command, run in-process on small files in a temporary folder."""
 
+import importlib
 import io
 import json
 import os
@@ -14,11 +15,12 @@ import ivfpq
 import ivfpq.cli.bench as bench_command
 import ivfpq.cli.cluster as cluster_command
 from ivfpq.cli import BENCHMARKS, DEMO_SETS, build_parser, main
+from ivfpq.cli.cluster import DEMO_RACE
 from ivfpq.cli._common import progress_enabled
 from ivfpq.datasets import make_blobs
 from ivfpq.io import read_vectors, write_vectors
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -61,13 +63,13 @@ def files(tmp_path, blobs):
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo-output"
-    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    assert main(["demo", "--out", str(out), "--quiet", "--quick"]) == 0
     return out
 
 
-def test_demo_writes_one_folder_per_dataset(demo_dir):
+def test_demo_writes_the_2d_set(demo_dir):
     overview = json.loads((demo_dir / "summary.json").read_text())
-    assert set(overview) == set(DEMO_SETS)
+    assert set(overview) == set(DEMO_SETS) | {"race"}
     for name, (n, d, _, k, _) in DEMO_SETS.items():
         folder = demo_dir / name
         names = {"centroids.npy", "labels.npy", "summary.json", "clusters.png", "inertia.png"}
@@ -87,14 +89,56 @@ def test_demo_writes_one_folder_per_dataset(demo_dir):
             assert (folder / png).read_bytes()[:8] == PNG_MAGIC
 
 
+def test_demo_race_reports_both_runs_the_target_and_the_index(demo_dir):
+    size = DEMO_RACE["quick"]
+    folder = demo_dir / "race"
+    assert {p.name for p in folder.iterdir()} == {"centroids.npy", "race.png", "summary.json"}
+    assert (folder / "race.png").read_bytes()[:8] == PNG_MAGIC
+    summary = json.loads((folder / "summary.json").read_text())
+    assert json.loads((demo_dir / "summary.json").read_text())["race"]["folder"] == "race"
+    assert (summary["n"], summary["d"], summary["k"]) == (size.n, size.d, size.k)
+    assert np.load(folder / "centroids.npy").shape == (size.k, size.d)
+    lloyd, mop = summary["runs"]["lloyd"], summary["runs"]["mop"]
+    # the target is exact Lloyd's last inertia + 0.5%, which exact Lloyd reaches by definition
+    assert summary["target_inertia"] == pytest.approx(lloyd["history"][-1]["inertia"] * 1.005)
+    for run in (lloyd, mop):
+        assert run["iterations"] == len(run["history"]) <= size.iterations
+        first = next((h for h in run["history"] if h["inertia"] <= summary["target_inertia"]), None)
+        assert run["seconds_to_target"] == (None if first is None else pytest.approx(first["seconds"], abs=1e-3))
+    assert lloyd["seconds_to_target"] is not None
+    if mop["seconds_to_target"] is None:
+        assert summary["speedup"] is None
+    else:
+        assert summary["speedup"] == pytest.approx(
+            lloyd["seconds_to_target"] / mop["seconds_to_target"], rel=1e-2)
+    index = summary["index"]
+    assert index["nlist"] == size.k and index["ntotal"] == size.n
+    assert index["queries"] == size.queries
+    assert [p["nprobe"] for p in index["search"]] == list(size.nprobe)
+    recalls = [p["recall_at_10"] for p in index["search"]]
+    assert recalls == sorted(recalls) and recalls[-1] >= 0.95
+
+
+def test_demo_index_lists_are_the_given_centroids():
+    centroids = np.random.default_rng(3).standard_normal((50, 8)).astype(np.float32)
+    index = cluster_command._index_on(centroids)
+    assert index.nlist == 50
+    as_rows = lambda a: sorted(map(tuple, a.tolist()))
+    assert as_rows(index.centroids_) == as_rows(centroids)
+
+
 def test_demo_is_reproducible_and_prints_a_summary(tmp_path, capsys, demo_dir):
-    code, out, err = run(capsys, "demo", "--out", tmp_path / "again", "--no-plots")
+    code, out, err = run(capsys, "demo", "--out", tmp_path / "again", "--no-plots", "--quick")
     assert code == 0 and err == ""
     assert "blobs2d: n=3000 d=2 k=6" in out and "wrote" in out
+    assert "exact Lloyd:" in out and "mop:" in out and "recall@10" in out
     for name in DEMO_SETS:
         np.testing.assert_array_equal(np.load(tmp_path / "again" / name / "labels.npy"),
                                       np.load(demo_dir / name / "labels.npy"))
         assert not (tmp_path / "again" / name / "clusters.png").exists()
+    np.testing.assert_array_equal(np.load(tmp_path / "again" / "race" / "centroids.npy"),
+                                  np.load(demo_dir / "race" / "centroids.npy"))
+    assert not (tmp_path / "again" / "race" / "race.png").exists()
 
 
 # ----------------------------------------------------------------------------- cluster
@@ -294,13 +338,13 @@ def test_progress_bar_shows_inertia_and_changes_on_a_terminal(tmp_path, files, m
             kwargs.update(mininterval=0, miniters=1)
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", EagerBar)
+    monkeypatch.setattr(importlib.import_module("ivfpq.cluster.kmeans"), "tqdm", EagerBar)
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     assert main(["cluster", str(files[".npy"]), "--k", "3", "--out", str(tmp_path / "o"),
                  "--no-plots", "--init", "random"]) == 0
     shown = terminal.getvalue()
-    assert "k-means" in shown and "inertia=" in shown and "changed=" in shown
+    assert "k-means" in shown and "inertia=" in shown and "moved=" in shown
     quiet_terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", quiet_terminal)
     assert main(["cluster", str(files[".npy"]), "--k", "3", "--out", str(tmp_path / "q"),
