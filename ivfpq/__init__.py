@@ -1,8 +1,8 @@
 """ivfpq: k-means at scale and the vector-search structures built on it."""
 
 from ._storage import FileFormatError, load
-from ._validation import NotFittedError
-from .cluster import KMeans, kmeans
+from ._validation import ConvergenceWarning, NotFittedError
+from .cluster import KMeans, MiniBatchKMeans, kmeans
 from .io import iter_vector_blocks, read_vectors, write_vectors
 from .quantize import ProductQuantizer, TileEncoder
 from .index import HNSW, IVFFlat, IVFPQ, ground_truth, recall
@@ -11,7 +11,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KMeans",
+    "MiniBatchKMeans",
     "NotFittedError",
+    "ConvergenceWarning",
     "ProductQuantizer",
     "TileEncoder",
     "kmeans",

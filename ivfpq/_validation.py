@@ -15,6 +15,10 @@ import numpy as np
 
 __all__ = [
     "NotFittedError",
+    "ConvergenceWarning",
+    "warn_convergence",
+    "feature_names_of",
+    "check_feature_names",
     "check_array",
     "float_dtype_for",
     "check_sample_weight",
@@ -83,6 +87,77 @@ def _not_fitted_error(message: str) -> NotFittedError:
         _SKLEARN_COMPATIBLE_NOT_FITTED = type("NotFittedError", (NotFittedError, SklearnNotFittedError), {
             "__module__": __name__, "__doc__": NotFittedError.__doc__})
     return _SKLEARN_COMPATIBLE_NOT_FITTED(message)
+
+
+class ConvergenceWarning(UserWarning):
+    """Warns that a fit did not reach what was asked (e.g. fewer distinct clusters than
+    ``n_clusters``).
+
+    When scikit-learn is loaded in the process, the warning issued is also an
+    instance of ``sklearn.exceptions.ConvergenceWarning``, so filters written for
+    scikit-learn apply to it.
+    """
+
+
+_SKLEARN_COMPATIBLE_CONVERGENCE = None
+
+
+def warn_convergence(message: str, stacklevel: int = 2) -> None:
+    """Issue a :class:`ConvergenceWarning` (scikit-learn's too, when it is loaded)."""
+    import warnings
+
+    global _SKLEARN_COMPATIBLE_CONVERGENCE
+    category = ConvergenceWarning
+    if "sklearn" in sys.modules:  # as for NotFittedError: never import scikit-learn here
+        if _SKLEARN_COMPATIBLE_CONVERGENCE is None:
+            from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+
+            _SKLEARN_COMPATIBLE_CONVERGENCE = type(
+                "ConvergenceWarning", (ConvergenceWarning, SklearnConvergenceWarning),
+                {"__module__": __name__, "__doc__": ConvergenceWarning.__doc__})
+        category = _SKLEARN_COMPATIBLE_CONVERGENCE
+    warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+def feature_names_of(X):
+    """The column names of a data frame whose columns are all strings, as an object
+    array; None for anything else (arrays, frames with other column names)."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = list(columns)
+    if not names or not all(isinstance(name, str) for name in names):
+        return None
+    return np.asarray(names, dtype=object)
+
+
+def check_feature_names(estimator, X, *, reset: bool) -> None:
+    """Set (``reset``) or check ``estimator.feature_names_in_`` against ``X``'s columns,
+    with scikit-learn's rules: a mismatch raises ValueError, names on one side only warn."""
+    import warnings
+
+    names = feature_names_of(X)
+    if reset:
+        if names is not None:
+            estimator.feature_names_in_ = names
+        elif hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+        return
+    fitted = getattr(estimator, "feature_names_in_", None)
+    owner = type(estimator).__name__
+    if names is None and fitted is None:
+        return
+    if fitted is None:
+        warnings.warn(f"X has feature names, but {owner} was fitted without feature names",
+                      UserWarning, stacklevel=3)
+    elif names is None:
+        warnings.warn(f"X does not have valid feature names, but {owner} was fitted with feature names",
+                      UserWarning, stacklevel=3)
+    elif len(names) != len(fitted) or np.any(names != fitted):
+        raise ValueError(
+            "The feature names should match those that were passed during fit: "
+            f"fitted with {list(fitted)}, got {list(names)}"
+        )
 
 
 def _describe(value) -> str:

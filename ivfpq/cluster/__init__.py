@@ -1,5 +1,6 @@
-"""k-means: the Lloyd loop, its assigners and initialisations."""
+"""k-means: the Lloyd loop, mini-batch k-means, their assigners and initialisations."""
 
 from .kmeans import KMeans, kmeans
+from .minibatch import MiniBatchKMeans
 
-__all__ = ["KMeans", "kmeans"]
+__all__ = ["KMeans", "MiniBatchKMeans", "kmeans"]

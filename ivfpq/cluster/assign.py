@@ -321,6 +321,15 @@ class GraphAssigner(Assigner):
                       and sample_x is not None and sample_x.shape[0] > 0
                       and self._stay_check_pays(sample_x, sample_state))
 
+    def move(self, centroids):
+        """Assign to ``centroids`` (same k) from now on without a :meth:`prepare`: the
+        graph keeps its edges (or the two-level start its groups) and searches the new
+        positions. For the many small steps between two prepares that mini-batch
+        k-means makes."""
+        self.centroids = np.ascontiguousarray(centroids)
+        if self.graph is not None:
+            self.graph.data[:] = self.centroids
+
     def assign(self, X, state, labels_out, sq_dist_out):
         centers = np.ascontiguousarray(self.centroids, dtype=X.dtype)
         if self._cold and self.cold_start_ == "two-level":

@@ -9,12 +9,13 @@ never changes the result.
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._base import MetricMixin, ParamsMixin
+from .._base import ClustererMixin, MetricMixin, ParamsMixin
 from .._storage import Persistable, register_format
 from .._threads import resolve_n_threads, thread_limits
 from .._validation import (
@@ -22,16 +23,18 @@ from .._validation import (
     Metric,
     Options,
     check_array,
+    check_feature_names,
     check_is_fitted,
     check_n_features,
     check_positive_int,
     check_random_state,
     validate_params,
+    warn_convergence,
 )
 from ..kernels.distances import sq_norms
 from . import dask_blocks
 from .assign import ExactAssigner, GraphAssigner
-from .executor import local_executor, normalize_rows
+from .executor import gather_rows, local_executor, normalize_rows
 from .init import kmeans_parallel, kmeans_plusplus, random_centers
 from .checkpoint import Checkpoint, data_fingerprint, params_fingerprint
 from .lloyd import LloydResult, _restored_block, lloyd, predict
@@ -39,6 +42,8 @@ from .lloyd import LloydResult, _restored_block, lloyd, predict
 __all__ = ["kmeans", "KMeans", "choose_algorithm"]
 
 ALGORITHMS = ("lloyd", "mop", "auto")
+#: scikit-learn's other exact algorithm: accepted, and run as "lloyd" (same result).
+ELKAN = "elkan"
 INITS = ("k-means++", "random", "k-means||")
 COLD_STARTS = ("auto", "two-level", "graph")
 
@@ -122,39 +127,190 @@ def choose_algorithm(n_samples, n_clusters, n_features):
     return "lloyd"
 
 
+# ----------------------------------------------------------------------------- shared
+
+
+def check_centers(centers, n_clusters, n_features, dtype, what):
+    """Initial centroids given by the user (``what`` says how), checked: shape
+    (n_clusters, n_features), finite, in ``dtype``."""
+    centers = check_array(centers, what, dtype=str(np.dtype(dtype)))
+    if centers.shape != (n_clusters, n_features):
+        raise ValueError(
+            f"{what} must have shape (n_clusters, n_features) = ({n_clusters}, {n_features}), "
+            f"got {centers.shape}"
+        )
+    return centers
+
+
+def _data_for_callable(ex, X):
+    """What a callable ``init`` receives: the rows as the fit sees them when they are in
+    memory (float, unit rows for the cosine metric); a memory-map or Dask array as given."""
+    if isinstance(X, np.memmap) or dask_blocks.is_dask_array(X):
+        return X
+    return gather_rows(ex, ex.validate()[0], np.arange(ex.n_rows))
+
+
+class _BaseKMeans(ClustererMixin, MetricMixin, ParamsMixin):
+    """What KMeans and MiniBatchKMeans share: the initial centroids, the executor of a
+    fit, prediction, distances and scores, scikit-learn's warnings."""
+
+    _metrics = ("l2", "cosine")
+
+    def _n_init(self, default_n_init, stacklevel):
+        """Runs to make: ``n_init``, with "auto" and explicit centroids as scikit-learn reads them."""
+        init = self.init
+        if self.n_init == "auto":
+            repeated = callable(init) or (isinstance(init, str) and init == "random")
+            n_init = default_n_init if repeated else 1
+        else:
+            n_init = self.n_init
+        if not isinstance(init, str) and not callable(init) and n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={n_init}.",
+                RuntimeWarning, stacklevel=stacklevel + 1,
+            )
+            n_init = 1
+        return n_init
+
+    def _check_init(self, n_clusters, n_features, dtype):
+        """``init`` with an array checked against the data's shape."""
+        if isinstance(self.init, str) or callable(self.init):
+            return self.init
+        return check_centers(self.init, n_clusters, n_features, dtype, "init array")
+
+    def _initial_centers(self, ex, blocks, stats, init, n_clusters, rng, X=None):
+        if callable(init):
+            # A RandomState, as scikit-learn passes, drawn from this fit's generator.
+            random_state = np.random.RandomState(int(rng.integers(2**32 - 1)))
+            centers = init(_data_for_callable(ex, X), n_clusters, random_state=random_state)
+            centers = check_centers(centers, n_clusters, ex.n_features, ex.dtype, "the array init returned")
+        elif not isinstance(init, str):
+            centers = init
+        elif init == "random":
+            return random_centers(ex, blocks, n_clusters, rng)
+        elif init == "k-means||":
+            return kmeans_parallel(ex, blocks, stats, n_clusters, rng)
+        else:
+            return kmeans_plusplus(ex, blocks, stats, n_clusters, rng)
+        centers = centers.astype(ex.dtype, copy=True)
+        return normalize_rows(centers) if self._metric == "cosine" else centers
+
+    def _executor(self, X, sample_weight, block_rows):
+        """Where the rows live: Dask workers, blocks of a memory-map, or memory."""
+        cosine = self._metric == "cosine"
+        if dask_blocks.is_dask_array(X):
+            return dask_blocks.dask_executor(X, sample_weight, block_rows, cosine, self.n_threads)
+        if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf" or X.ndim != 2:
+            X = check_array(X, "X")  # lists and the like become arrays, checked once
+        return local_executor(X, sample_weight, block_rows, cosine)
+
+    def _warn_if_fewer_clusters(self, labels, n_clusters):
+        """scikit-learn's ConvergenceWarning when the labels use fewer than ``n_clusters`` clusters."""
+        if dask_blocks.is_dask_array(labels):
+            import dask.array as da
+
+            distinct = len(da.unique(labels).compute())
+        else:
+            distinct = len(np.unique(labels))
+        if distinct < n_clusters:
+            warn_convergence(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                f"({n_clusters}). Possibly due to duplicate points in X.", stacklevel=3)
+
+    # -- using a fitted model ----------------------------------------------------------
+
+    def _assign(self, X, sample_weight=None):
+        """(labels, weighted total of squared distances) of ``X`` against the centroids."""
+        check_is_fitted(self, "cluster_centers_")
+        check_feature_names(self, X, reset=False)
+        ex = self._executor(X, sample_weight, None)
+        if ex.n_features != self.n_features_in_:
+            check_n_features(X, self.n_features_in_, "X", type(self).__name__)
+        with thread_limits(resolve_n_threads(self.n_threads)):
+            states, total = predict(ex, self.cluster_centers_)
+        return ex.labels(states).astype(np.int32), total
+
+    def predict(self, X):
+        """Index of the nearest centroid of each row of ``X`` (int32, as scikit-learn's).
+
+        A Dask array gives a Dask array (computed chunk by chunk); an ``np.memmap``
+        is read block by block.
+        """
+        return self._assign(X)[0]
+
+    def _transform(self, X):
+        """Distances from each row to every centroid, shape (n_samples, n_clusters).
+
+        Euclidean distances, or cosine distances ``1 - cos`` with ``metric="cosine"``.
+        """
+        check_is_fitted(self, "cluster_centers_")
+        check_feature_names(self, X, reset=False)
+        X = check_array(X, "X")
+        check_n_features(X, self.n_features_in_, "X", type(self).__name__)
+        if self._metric == "cosine":
+            X = normalize_rows(X)
+        centers = self.cluster_centers_.astype(np.float64)
+        sq = (
+            sq_norms(X).astype(np.float64)[:, None]
+            - 2.0 * (X.astype(np.float64) @ centers.T)
+            + np.einsum("ij,ij->i", centers, centers)[None, :]
+        )
+        np.maximum(sq, 0.0, out=sq)
+        out = 0.5 * sq if self._metric == "cosine" else np.sqrt(sq)
+        return out.astype(X.dtype, copy=False)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of ``X`` against the fitted centroids (higher is better)."""
+        scale = 0.5 if self._metric == "cosine" else 1.0
+        return -self._assign(X, sample_weight)[1] * scale
+
+
 # ----------------------------------------------------------------------------- KMeans
 
 
 @register_format("kmeans", version=1)
-class KMeans(MetricMixin, ParamsMixin, Persistable):
+class KMeans(_BaseKMeans, Persistable):
     """k-means clustering, compatible with scikit-learn.
 
     Parameters
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {"k-means++", "random", "k-means||"} or array of shape (n_clusters, n_features), \
-            default="k-means++"
+    init : {"k-means++", "random", "k-means||"}, callable or array of shape \
+            (n_clusters, n_features), default="k-means++"
         "k-means++" is the greedy variant scikit-learn uses; "random" picks distinct rows;
         "k-means||" is the scalable k-means++ of Bahmani et al. (7 passes over the
         data, then weighted k-means++ on about ``10 * n_clusters`` candidates). Each
         gives the same centroids wherever the rows are; greedy "k-means++" makes two
         passes over the data per centroid, so prefer "k-means||" out of core.
+        A callable is called as ``init(X, n_clusters, random_state=random_state)``, with
+        a ``numpy.random.RandomState`` drawn from ``random_state``, and returns the
+        (n_clusters, n_features) centroids. For rows in memory it gets them as an
+        array (float; unit rows with ``metric="cosine"``); an ``np.memmap`` or a Dask
+        array is passed as given. ``sample_weight`` plays no part in a callable or
+        array ``init`` (as in scikit-learn).
     n_init : int or "auto", default="auto"
         Independent runs from different initialisations; the lowest inertia wins.
-        "auto" means 1 for "k-means++" or an array, 10 for "random".
+        "auto" means 1 for "k-means++", "k-means||" or an array, 10 for "random" or a
+        callable. With an array, only one run is made (a ``RuntimeWarning`` says so
+        when ``n_init`` asks for more).
     max_iter : int, default=300
         Maximum Lloyd iterations per run.
     tol : float, default=1e-4
         Stop when the summed squared centroid shift is at most ``tol`` times the
         mean per-feature variance of ``X`` (as scikit-learn).
-    algorithm : {"lloyd", "mop", "auto"}, default="lloyd"
+    copy_x : bool, default=True
+        Accepted for scikit-learn compatibility. ivfpq never modifies ``X``, whatever
+        its value (scikit-learn centres ``X`` in place when it is False); data already
+        float32 or float64 and C-contiguous is never copied.
+    algorithm : {"lloyd", "elkan", "mop", "auto"}, default="lloyd"
         How points find their centroid: "lloyd" compares with every centroid
         (BLAS blocks, cost n*k*d per iteration); "mop" (MOPBucket) searches an HNSW
         graph over the centroids, seeded with each point's previous centroids (cost
         about n*ef_search*2M*d, less once most points stay put; the objective still
         never rises); "auto" picks "mop" where it was measured to be faster (see
-        ``algorithm_``). How mop starts, skips settled points and widens its search
+        ``algorithm_``). "elkan" is run as "lloyd" (the same clustering). How mop starts, skips settled points and widens its search
         before stopping is described in :class:`ivfpq.cluster.assign.GraphAssigner`.
     metric : {"l2", "cosine"}, default="sqeuclidean"
         "l2" (also spelled "sqeuclidean" or "euclidean") is the usual k-means; "cosine"
@@ -219,16 +375,29 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
-    labels_ : ndarray of shape (n_samples,), int64
+    labels_ : ndarray of shape (n_samples,), int32
     inertia_ : float
         Sum of weighted squared distances of the samples to their centroid: the
         true cost of ``labels_`` against ``cluster_centers_``.
     n_iter_ : int
+        Iterations of the best run, counting the one in which convergence was
+        detected (as scikit-learn counts).
     n_features_in_ : int
+    feature_names_in_ : ndarray of str objects
+        Only when ``X`` was a data frame with string column names.
     algorithm_ : str
         The algorithm used: ``algorithm``, or what "auto" chose.
     history_ : list of (float, float)
-        One ``(seconds_since_fit_start, inertia)`` pair per iteration of the best run.
+        One ``(seconds_since_fit_start, inertia)`` pair per counted iteration of the best run.
+
+    Warns
+    -----
+    RuntimeWarning
+        When ``init`` is an array and ``n_init`` asks for more than one run.
+    ConvergenceWarning
+        When the labels use fewer than ``n_clusters`` clusters (duplicate points:
+        fewer distinct points than clusters). scikit-learn's class when it is loaded,
+        else :class:`ivfpq.ConvergenceWarning`.
     changed_fraction_ : list of float
         Fraction of points whose cluster changed, per iteration of the best run.
     audit_ : list of (float, float)
@@ -252,15 +421,15 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
     """
 
     _algorithms = ALGORITHMS
-    _metrics = ("l2", "cosine")
     _parameter_constraints = {
         "n_clusters": [Interval(int, 1, None)],
-        "init": [Options(INITS), "array-like"],
+        "init": [Options(INITS), callable, "array-like"],
         "n_init": [Interval(int, 1, None), Options(("auto",))],
         "max_iter": [Interval(int, 1, None)],
         "tol": [Interval(float, 0, None)],
-        "algorithm": [Options(ALGORITHMS)],
-        "metric": [Metric(_metrics)],
+        "copy_x": ["boolean"],
+        "algorithm": [Options(ALGORITHMS + (ELKAN,))],
+        "metric": [Metric(_BaseKMeans._metrics)],
         "random_state": ["random_state"],
         "verbose": ["boolean", Interval(int, 0, None)],
         "n_threads": [Interval(int, 1, None), None],
@@ -287,6 +456,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         n_init="auto",
         max_iter=300,
         tol=1e-4,
+        copy_x=True,
         algorithm="lloyd",
         metric="sqeuclidean",
         random_state=None,
@@ -311,6 +481,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
+        self.copy_x = copy_x
         self.algorithm = algorithm
         self.metric = metric
         self.random_state = random_state
@@ -330,22 +501,6 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
 
-    # -- scikit-learn protocol -------------------------------------------------------
-
-    def __sklearn_tags__(self):
-        from sklearn.utils import Tags, TargetTags, TransformerTags
-
-        tags = Tags(
-            estimator_type="clusterer",
-            target_tags=TargetTags(required=False),
-            transformer_tags=TransformerTags(preserves_dtype=["float64", "float32"]),
-        )
-        tags.input_tags.sparse = False
-        return tags
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "cluster_centers_")
-
     # -- parameters ------------------------------------------------------------------
 
     def _check_params(self, n_samples, n_features, dtype):
@@ -357,19 +512,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
                 f"n_samples={n_samples} should be >= n_clusters={n_clusters}: "
                 "X has fewer samples than clusters"
             )
-        init = self.init
-        if not isinstance(init, str):
-            init = check_array(init, "init", dtype=str(np.dtype(dtype)))
-            if init.shape != (n_clusters, n_features):
-                raise ValueError(
-                    f"init array must have shape (n_clusters, n_features) = "
-                    f"({n_clusters}, {n_features}), got {init.shape}"
-                )
-        if self.n_init == "auto":
-            n_init = 10 if isinstance(init, str) and init == "random" else 1
-        else:
-            n_init = self.n_init if isinstance(init, str) else 1  # given centroids are one start
-        return n_clusters, init, n_init, self.max_iter, float(self.tol)
+        init = self._check_init(n_clusters, n_features, dtype)
+        return n_clusters, init, self._n_init(10, stacklevel=3), self.max_iter, float(self.tol)
 
     def _assigner_seed(self, rng):
         """The seed of a run's graph assigner, drawn after its initialisation (None for exact)."""
@@ -387,25 +531,6 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
                 audit_tolerance=np.inf if self.audit_tolerance is None else self.audit_tolerance,
             )
         return ExactAssigner()
-
-    def _initial_centers(self, ex, blocks, stats, init, n_clusters, rng):
-        if isinstance(init, str) and init == "random":
-            return random_centers(ex, blocks, n_clusters, rng)
-        if isinstance(init, str) and init == "k-means||":
-            return kmeans_parallel(ex, blocks, stats, n_clusters, rng)
-        if isinstance(init, str):
-            return kmeans_plusplus(ex, blocks, stats, n_clusters, rng)
-        centers = init.astype(ex.dtype, copy=True)
-        return normalize_rows(centers) if self._metric == "cosine" else centers
-
-    def _executor(self, X, sample_weight, block_rows):
-        """Where the rows live: Dask workers, blocks of a memory-map, or memory."""
-        cosine = self._metric == "cosine"
-        if dask_blocks.is_dask_array(X):
-            return dask_blocks.dask_executor(X, sample_weight, block_rows, cosine, self.n_threads)
-        if not isinstance(X, np.ndarray) or X.dtype.kind not in "biuf" or X.ndim != 2:
-            X = check_array(X, "X")  # lists and the like become arrays, checked once
-        return local_executor(X, sample_weight, block_rows, cosine)
 
     # -- fitting ---------------------------------------------------------------------
 
@@ -436,7 +561,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         ex = self._executor(X, sample_weight, block_rows)
         n_clusters, init, n_init, max_iter, tol = self._check_params(ex.n_rows, ex.n_features, ex.dtype)
         rng = check_random_state(self.random_state)
-        self.algorithm_ = self.algorithm
+        check_feature_names(self, X, reset=True)
+        self.algorithm_ = "lloyd" if self.algorithm == ELKAN else self.algorithm
         if self.algorithm == "auto":
             self.algorithm_ = choose_algorithm(ex.n_rows, n_clusters, ex.n_features)
 
@@ -461,7 +587,7 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
                 if ckpt is not None and ckpt.resume is not None:
                     centers, seed = ckpt.resume[1]["centers"], ckpt.assigner_seed
                 else:
-                    centers = self._initial_centers(ex, blocks, stats, init, n_clusters, rng)
+                    centers = self._initial_centers(ex, blocks, stats, init, n_clusters, rng, X)
                     seed = self._assigner_seed(rng)
                     if ckpt is not None:
                         ckpt.start_run(run, rng, seed)
@@ -474,7 +600,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
                     ckpt.finish_run(*_result_state(ex, best))
             if ckpt is not None:
                 ckpt.remove()
-        best.labels = ex.labels(best.states)
+        best.labels = ex.labels(best.states).astype(np.int32)
+        self._warn_if_fewer_clusters(best.labels, n_clusters)
         return self._store_fit(best, ex.n_features)
 
     def _store_fit(self, best, n_features):
@@ -490,58 +617,6 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
         self.n_features_in_ = n_features
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit and return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    # -- using a fitted model ----------------------------------------------------------
-
-    def _assign(self, X, sample_weight=None):
-        """(labels, weighted total of squared distances) of ``X`` against the centroids."""
-        check_is_fitted(self, "cluster_centers_")
-        ex = self._executor(X, sample_weight, None)
-        if ex.n_features != self.n_features_in_:
-            check_n_features(X, self.n_features_in_, "X", type(self).__name__)
-        with thread_limits(resolve_n_threads(self.n_threads)):
-            states, total = predict(ex, self.cluster_centers_)
-        return ex.labels(states), total
-
-    def predict(self, X):
-        """Index of the nearest centroid of each row of ``X``.
-
-        A Dask array gives a Dask array (computed chunk by chunk); an ``np.memmap``
-        is read block by block.
-        """
-        return self._assign(X)[0]
-
-    def transform(self, X):
-        """Distances from each row to every centroid, shape (n_samples, n_clusters).
-
-        Euclidean distances, or cosine distances ``1 - cos`` with ``metric="cosine"``.
-        """
-        check_is_fitted(self, "cluster_centers_")
-        X = check_array(X, "X")
-        check_n_features(X, self.n_features_in_, "X", type(self).__name__)
-        if self._metric == "cosine":
-            X = normalize_rows(X)
-        centers = self.cluster_centers_.astype(np.float64)
-        sq = (
-            sq_norms(X).astype(np.float64)[:, None]
-            - 2.0 * (X.astype(np.float64) @ centers.T)
-            + np.einsum("ij,ij->i", centers, centers)[None, :]
-        )
-        np.maximum(sq, 0.0, out=sq)
-        out = 0.5 * sq if self._metric == "cosine" else np.sqrt(sq)
-        return out.astype(X.dtype, copy=False)
-
-    def fit_transform(self, X, y=None, sample_weight=None):
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the inertia of ``X`` against the fitted centroids (higher is better)."""
-        scale = 0.5 if self._metric == "cosine" else 1.0
-        return -self._assign(X, sample_weight)[1] * scale
-
     # -- persistence: save(path) comes from Persistable; ivfpq.load(path) reads it --------
 
     def _to_arrays(self):
@@ -552,6 +627,8 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
                 meta["array_params"].append(name)
             elif value is None or isinstance(value, (bool, int, float, str, np.integer, np.floating)):
                 meta["params"][name] = value
+            elif name == "init":  # a callable: the fitted centroids are what is kept
+                meta["params"][name] = "k-means++"
             else:  # e.g. a Generator as random_state: the fitted state is what is kept
                 meta["params"][name] = None
         meta["fitted"] = hasattr(self, "cluster_centers_")
@@ -577,7 +654,10 @@ class KMeans(MetricMixin, ParamsMixin, Persistable):
             if centers.dtype.kind != "f":
                 raise ValueError(f"cluster_centers has dtype {centers.dtype}")
             model.cluster_centers_ = centers
-            model.labels_ = archive.array("labels", dtype=np.int64, ndim=1)
+            labels = archive.array("labels", ndim=1)
+            if labels.dtype.kind not in "iu":
+                raise ValueError(f"labels has dtype {labels.dtype}")
+            model.labels_ = labels.astype(np.int32)  # files written before labels_ was int32 hold int64
             model.inertia_ = float(archive.param("inertia"))
             model.n_iter_ = int(archive.param("n_iter"))
             model.n_features_in_ = d

@@ -320,8 +320,10 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
 
     Each iteration assigns every point with ``assigner`` and moves each centroid to
     the weighted mean of its points. ``history`` gets one ``(seconds, inertia)`` pair
-    per iteration: the time since the call began and the inertia of that iteration's
-    assignment. Stops when no label changes, when the squared centroid shift is at
+    per counted iteration (``n_iter``): the time since the call began and the inertia of
+    that iteration's assignment. The iteration that finds no label changed is counted,
+    as scikit-learn counts it; a look again with a wider search is not. Stops when no
+    label changes, when the squared centroid shift is at
     most ``tol`` times the mean per-feature variance of the data (or, with
     ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
     ones), or after ``max_iter`` iterations. An assigner that can widen its search is
@@ -408,6 +410,13 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
                 model = ex.submit(_widen_model, model, ex.remote, heavy=True)
                 continue
             labels_match_centers = True
+            # Counted, as scikit-learn counts the iteration in which it detects convergence.
+            n_iter += 1
+            history.append((time.perf_counter() - start, stats_now["inertia"]))
+            changed_fraction.append(0.0)
+            work.append(stats_now["work"])
+            if callback is not None:
+                callback(n_iter, stats_now["inertia"], 0.0, None)
             break
         n_iter += 1
         audit_now = audit(states, model)

@@ -167,3 +167,42 @@ def updated_centers(centers, sums, counts, scales, weight_scale, spherical=False
     out = np.empty_like(centers)
     shift = _update(centers, sums, counts, scales, float(weight_scale), bool(spherical), out)
     return out, float(shift)
+
+
+@njit(cache=True)
+def minibatch_update(X, weights, labels, order, centers, counts, spherical):
+    """The mini-batch update, in place: each centroid ``c`` that got batch points moves
+    to ``(counts[c] * centers[c] + sum of w * x) / (counts[c] + sum of w)``, i.e. with
+    learning rate ``(sum of w) / (counts[c] + sum of w)``, and ``counts[c]`` grows by
+    the weight. ``order`` lists the rows grouped by label (any order within a group is
+    summed in row order: ``np.argsort(labels, kind="stable")``). Sums in float64.
+    """
+    n, d = X.shape
+    acc = np.empty(d, dtype=np.float64)
+    i = 0
+    while i < n:
+        c = labels[order[i]]
+        for j in range(d):
+            acc[j] = 0.0
+        weight = 0.0
+        while i < n and labels[order[i]] == c:
+            row = order[i]
+            w = weights[row]
+            weight += w
+            for j in range(d):
+                acc[j] += w * np.float64(X[row, j])
+            i += 1
+        if weight <= 0:
+            continue
+        total = counts[c] + weight
+        norm = 0.0
+        for j in range(d):
+            acc[j] = (np.float64(centers[c, j]) * counts[c] + acc[j]) / total
+            norm += acc[j] * acc[j]
+        if spherical and norm > 0:
+            norm = np.sqrt(norm)
+            for j in range(d):
+                acc[j] /= norm
+        for j in range(d):
+            centers[c, j] = acc[j]
+        counts[c] = total

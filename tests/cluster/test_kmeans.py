@@ -4,6 +4,7 @@ import numba
 import numpy as np
 import pytest
 
+import ivfpq
 from ivfpq import KMeans, NotFittedError, kmeans
 from ivfpq.datasets import make_blobs
 
@@ -23,7 +24,7 @@ def test_recovers_well_separated_blobs():
     # each true blob maps to exactly one cluster
     pairs = {(int(a), int(b)) for a, b in zip(y, model.labels_)}
     assert len(pairs) == 5
-    assert model.labels_.dtype == np.int64
+    assert model.labels_.dtype == np.int32  # as scikit-learn
     assert model.cluster_centers_.dtype == np.float32
 
 
@@ -91,7 +92,8 @@ def test_empty_clusters_are_reseeded_never_nan():
 
 def test_duplicate_points_more_clusters_than_distinct_rows():
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 5, axis=0)
-    model = KMeans(3, init="random", random_state=0, n_init=1).fit(X)
+    with pytest.warns(ivfpq.ConvergenceWarning, match=r"distinct clusters \(2\).*n_clusters \(3\)"):
+        model = KMeans(3, init="random", random_state=0, n_init=1).fit(X)
     assert np.isfinite(model.cluster_centers_).all()
     assert model.inertia_ == pytest.approx(0.0)
 
@@ -196,7 +198,9 @@ def test_bad_X_is_rejected_with_a_clear_message(X, exc, words):
         ({"n_clusters": 50}, ValueError, ["n_samples=20", "n_clusters=50"]),
         ({"max_iter": 0}, ValueError, ["max_iter"]),
         ({"tol": -1.0}, ValueError, ["tol"]),
-        ({"algorithm": "elkan"}, ValueError, ["algorithm", "elkan"]),
+        ({"algorithm": "hamerly"}, ValueError, ["algorithm", "hamerly", "elkan"]),
+        ({"copy_x": 1}, TypeError, ["copy_x"]),
+        ({"init": lambda X, k, random_state: X[:2]}, ValueError, ["init returned", "(3, 3)", "(2, 3)"]),
         ({"metric": "manhattan"}, ValueError, ["metric", "manhattan"]),
         ({"init": "forgy"}, ValueError, ["init", "forgy"]),
         ({"init": np.zeros((3, 2))}, ValueError, ["init", "(3, 2)"]),

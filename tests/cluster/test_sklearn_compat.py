@@ -7,7 +7,7 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn.cluster import KMeans as SklearnKMeans  # noqa: E402
 from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
 
-from ivfpq import KMeans  # noqa: E402
+from ivfpq import KMeans, MiniBatchKMeans  # noqa: E402
 
 # Like scikit-learn's own KMeans: integer weights cannot equal repeated rows, because
 # the random initialisation draws from a different number of rows.
@@ -17,9 +17,12 @@ EXPECTED_FAILED = {
 }
 
 
-def test_passes_check_estimator():
+@pytest.mark.parametrize("estimator", [KMeans(n_clusters=3, random_state=0),
+                                       MiniBatchKMeans(n_clusters=3, random_state=0)],
+                         ids=["KMeans", "MiniBatchKMeans"])
+def test_passes_check_estimator(estimator):
     results = check_estimator(
-        KMeans(n_clusters=3, random_state=0), on_fail=None, on_skip=None,
+        estimator, on_fail=None, on_skip=None,
         expected_failed_checks=EXPECTED_FAILED,
     )
     failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
