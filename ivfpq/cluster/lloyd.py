@@ -415,8 +415,11 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
             history.append((time.perf_counter() - start, stats_now["inertia"]))
             changed_fraction.append(0.0)
             work.append(stats_now["work"])
+            audit_now = audit(states, model)
+            if audit_now is not None:
+                audits.append(audit_now)
             if callback is not None:
-                callback(n_iter, stats_now["inertia"], 0.0, None)
+                callback(n_iter, stats_now["inertia"], 0.0, audit_now)
             break
         n_iter += 1
         audit_now = audit(states, model)
