@@ -53,32 +53,46 @@ def _keep_nearest(products, candidate_sq_norms, candidates, rows, bound, X, cent
     to the lower centroid index; the first is the label, with its exact distance.
 
     The screened scores give the order wherever they are farther apart than twice the
-    row's error ``bound``; otherwise every candidate within that margin of the
-    ``width``-th best is ranked by exact distance. Either way the result is the exact
-    order, whatever the GEMM's rounding.
+    row's error ``bound`` (the kept ones from each other, and the last kept one from
+    the best of the rest); otherwise every candidate within that margin of the last
+    kept one is ranked by exact distance. Either way the result is the exact order,
+    whatever the GEMM's rounding.
     """
     width = state.shape[1]
     last = width - 1
-    # One more than kept: whether a candidate beyond the last kept one is within the
-    # rounding of it shows without a second pass.
-    screen_d = np.empty(width + 1, dtype=products.dtype)
-    screen_i = np.empty(width + 1, dtype=np.int64)
+    screen_d = np.empty(width, dtype=products.dtype)
+    screen_i = np.empty(width, dtype=np.int64)
     best_d = np.empty(width, dtype=np.float64)
     best_i = np.empty(width, dtype=np.int64)
     for r in range(products.shape[0]):
         screen_d[:] = np.inf
         screen_i[:] = -1
+        worst = screen_d[last]
+        rest = np.inf  # the best score of the candidates not kept
         for t in range(products.shape[1]):
             score = products[r, t] + candidate_sq_norms[t]
-            if score <= screen_d[width]:
-                _insert(screen_d, screen_i, score, candidates[t])
+            if score > worst:
+                rest = min(rest, score)
+                continue
+            node = candidates[t]
+            if score == worst and screen_i[last] >= 0 and node > screen_i[last]:
+                rest = min(rest, score)
+                continue
+            if screen_i[last] >= 0:
+                rest = min(rest, screen_d[last])
+            slot = last
+            while slot > 0 and (screen_d[slot - 1] > score
+                                or (screen_d[slot - 1] == score and screen_i[slot - 1] > node)):
+                screen_d[slot] = screen_d[slot - 1]
+                screen_i[slot] = screen_i[slot - 1]
+                slot -= 1
+            screen_d[slot] = score
+            screen_i[slot] = node
+            worst = screen_d[last]
         gap = 2.0 * bound[r]
-        limit = np.float64(screen_d[last]) + gap
         i = rows[r]
-        # The screened order is the exact one unless two of its neighbours, or the last
-        # and a candidate beyond it, are within the rounding: then rank those exactly.
-        clear = True
-        for t in range(1, width + 1):
+        clear = np.float64(rest) - np.float64(screen_d[last]) > gap
+        for t in range(1, width):
             if screen_i[t] >= 0 and np.float64(screen_d[t]) - np.float64(screen_d[t - 1]) <= gap:
                 clear = False
         if clear:
@@ -87,6 +101,7 @@ def _keep_nearest(products, candidate_sq_norms, candidates, rows, bound, X, cent
             labels_out[i] = screen_i[0]
             sq_dist_out[i] = exact_sq_distance(X, i, centers, screen_i[0])
             continue
+        limit = np.float64(screen_d[last]) + gap
         best_d[:] = np.inf
         best_i[:] = -1
         for t in range(products.shape[1]):
