@@ -49,7 +49,7 @@ def print_table(rows, columns, title=None, file=sys.stdout):
     """Print a list of dicts as a Markdown table (so it can be pasted into a README)."""
     if title:
         print(f"\n### {title}\n", file=file)
-    widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns]
+    widths = [max([len(c)] + [len(_fmt(r.get(c))) for r in rows]) for c in columns]
     print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |", file=file)
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|", file=file)
     for r in rows:
