@@ -372,7 +372,8 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
         ids : ndarray of shape (nq, k), int64
             -1 where fewer than ``k`` vectors were found.
         """
-        self._check_params()
+        # The index's parameters were checked when it was built; a search checks only
+        # its own arguments (a call can take well under a millisecond).
         if not hasattr(self, "_graph") or self._n == 0:
             raise NotFittedError("This HNSW is empty; add vectors before search()")
         Q = check_array(Q, "Q", dtype="float32")
@@ -382,7 +383,8 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
         ef = max(check_positive_int(ef, "ef_search"), k)
         if rescore is None:
             rescore = self.is_compressed and self._has_raw
-        validate_params({"rescore": rescore}, {"rescore": ["boolean"]})
+        if not isinstance(rescore, (bool, np.bool_)):
+            raise TypeError(f"rescore must be True or False, got {rescore!r} ({type(rescore).__name__})")
         rescore = bool(rescore)
         if rescore and not self._has_raw:
             raise ValueError(

@@ -171,3 +171,23 @@ def test_bad_input_is_refused(client):
         KMeans(3, init=bad[:3]).fit(da.from_array(bad, chunks=500))
     with pytest.raises(ValueError, match="sample_weight must have shape"):
         KMeans(3).fit(X, sample_weight=np.ones(5))
+
+
+def test_one_worker_gives_the_same_fit_as_two(client):
+    X = _blobs(n=2048, d=8, centers=40, seed=4)
+    params = dict(algorithm="mop", init="k-means++", max_iter=10, tol=0, random_state=3, bulk_size=256)
+    on_two = KMeans(60, **params).fit(da.from_array(X, chunks=((1000, 0, 333, 715), X.shape[1])))
+    two_labels = on_two.labels_.compute()
+    single = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=None, silence_logs=40)
+    try:
+        with distributed.Client(single, timeout=60) as one_client, one_client.as_current():
+            on_one = KMeans(60, **params).fit(da.from_array(X, chunks=((2048,), X.shape[1])))
+            one_labels = on_one.labels_.compute()
+    finally:
+        single.close(timeout=30)
+    in_memory = KMeans(60, n_threads=2, **params).fit(X)
+    for fitted, labels in ((on_two, two_labels), (on_one, one_labels)):
+        np.testing.assert_array_equal(labels, in_memory.labels_)
+        np.testing.assert_array_equal(fitted.cluster_centers_, in_memory.cluster_centers_)
+        assert fitted.inertia_ == in_memory.inertia_ and fitted.n_iter_ == in_memory.n_iter_
