@@ -281,7 +281,17 @@ def test_audit_above_tolerance_widens_the_search_and_is_reported():
     assert KMeans(300, init=C0, max_iter=3).fit(X).audit_ == []  # exact Lloyd has nothing to audit
 
 
-def test_progress_bar_shows_inertia_moved_and_audit(capsys):
+def test_progress_bar_shows_inertia_moved_and_audit(capsys, monkeypatch):
+    import importlib
+
+    from tqdm.auto import tqdm
+
+    class EagerBar(tqdm):  # redraw on every update: the fit takes milliseconds
+        def __init__(self, *args, **kwargs):
+            kwargs.update(mininterval=0, miniters=1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(importlib.import_module("ivfpq.cluster.kmeans"), "tqdm", EagerBar)
     X = _blobs(3000, 8, 20, seed=1)
     KMeans(60, algorithm="mop", max_iter=4, tol=0, random_state=0, verbose=True).fit(X)
     err = capsys.readouterr().err
