@@ -120,9 +120,8 @@ class ExactAssigner(Assigner):
     ([0, 1], [1.0, 2.0])
     """
 
-    def __init__(self, block_rows=None, row_shares=True):
+    def __init__(self, block_rows=None):
         self.block_rows = block_rows
-        self.row_shares = row_shares
         self.centroids = None
         self._augmented = None
 
@@ -142,10 +141,7 @@ class ExactAssigner(Assigner):
             nearest_centroids(X[start:stop], centroids, labels_out[start:stop], sq_dist_out[start:stop],
                               block_rows, augmented)
 
-        if self.row_shares:
-            in_row_shares(share, X.shape[0], block_rows)
-        else:
-            share(0, X.shape[0])
+        in_row_shares(share, X.shape[0], block_rows)
         return 0
 
 

@@ -4,12 +4,12 @@ import pytest
 import ivfpq
 from ivfpq import HNSW, NotFittedError, ground_truth, recall
 
+from .._data import gaussian_mixture
+
 
 @pytest.fixture(scope="module")
 def data():
-    rng = np.random.default_rng(5)
-    centers = rng.standard_normal((20, 16)).astype(np.float32) * 3
-    X = centers[rng.integers(0, 20, 3000)] + rng.standard_normal((3000, 16), dtype=np.float32)
+    X = gaussian_mixture(3000, 16, 20, seed=5, spread=3.0)
     return X[:2900], X[2900:]
 
 

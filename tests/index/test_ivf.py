@@ -4,12 +4,12 @@ import pytest
 from ivfpq import IVFFlat, NotFittedError, ground_truth, recall
 from ivfpq.index._lists import InvertedLists
 
+from .._data import gaussian_mixture
+
 
 @pytest.fixture(scope="module")
 def clustered():
-    rng = np.random.default_rng(1)
-    centers = rng.standard_normal((20, 16)).astype(np.float32) * 5
-    X = centers[rng.integers(0, 20, 3000)] + rng.standard_normal((3000, 16), dtype=np.float32)
+    X = gaussian_mixture(3000, 16, 20, seed=1, spread=5.0)
     return X[:2900], X[2900:]
 
 
