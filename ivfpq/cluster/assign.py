@@ -39,9 +39,6 @@ __all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "in_row_shares", "two_l
 
 #: Rows of the audit sample of :class:`GraphAssigner` (chosen by global row number).
 AUDIT_SAMPLE = 4096
-#: ``cold_start="auto"``: the two-level pass is used when it finds the exact nearest
-#: centroid of at least this fraction of the audit sample.
-COLD_AGREEMENT = 0.95
 #: ``stay_check``: used in an iteration only when, on the audit sample, the points it
 #: keeps in place cost at most this fraction more than full searches would.
 STAY_TOLERANCE = 2e-4
@@ -93,6 +90,11 @@ class Assigner:
     def widen_steps(self):
         """How many calls of :meth:`widen` succeed from a reset."""
         return 0
+
+    def narrow(self):
+        """Undo one :meth:`widen` (the loop widened for an excess that its audit no longer
+        sees); False when the search is at its narrowest."""
+        return False
 
     def get_state(self):
         """``(meta, arrays)``: everything a prepared assigner holds beyond its parameters,
@@ -200,10 +202,13 @@ class GraphAssigner(Assigner):
         assigned. "graph": the paper's unseeded search (upper-layer descent, then a
         beam of ``ef_cold``). "two-level": :func:`two_level_assign`, BLAS blocks
         against the centroids of each point's nearest group of centroids, which also
-        fills the runners-up that seed the second iteration. "auto": "two-level" when
-        it finds the exact nearest centroid for at least ``COLD_AGREEMENT`` of the
-        audit sample, else "graph"; the choice is kept in ``cold_start_`` and the
-        agreement in ``cold_agreement_``.
+        fills the runners-up that seed the second iteration. "auto": "two-level",
+        and the fraction of the audit sample it puts at the exact nearest centroid
+        is kept in ``cold_agreement_``. The seeded searches of the next iterations
+        correct a rough start for a fraction of the cost of a better one (the graph
+        start, or more groups per point): the run from the two-level start is ahead
+        at every iteration (``benchmarks/README.md``, "Cold start at scale"). The
+        choice is kept in ``cold_start_``.
     cold_nprobe : groups of centroids scanned per point by the "two-level" start.
     max_ef_search : the widest beam :meth:`widen` goes to (default ``4 * ef_search``).
     ef_cold : beam width of the "graph" cold start, by default ``2 * ef_search``.
@@ -220,7 +225,9 @@ class GraphAssigner(Assigner):
     audit_size : rows of the audit sample that the loop assigns exactly after every
         iteration (one BLAS pass) to measure the fraction of points at their exact
         nearest centroid and the excess cost of the assignment over exact assignment.
-    audit_tolerance : the excess above which the loop widens the search at once.
+    audit_tolerance : the excess above which the loop widens the search at once; it
+        narrows it again, one step per iteration, once the audit reads at most a
+        quarter of it.
 
     The measurements behind the defaults are in ``benchmarks/README.md`` (MOPBucket
     ablation). Memory beyond the data: the state (``n * (1 + additional_centroids)``
@@ -278,6 +285,7 @@ class GraphAssigner(Assigner):
         self.graph = None
         self.centroids = None
         self._levels = None
+        self._rank = None
         self._projection = None
         self._radius = None
         self._anchor = None
@@ -356,7 +364,13 @@ class GraphAssigner(Assigner):
             ef, steps = min(2 * ef, self._widest()), steps + 1
         return steps
 
-    _STATE_ARRAYS = ("_levels", "_projection", "_radius", "_anchor")
+    def narrow(self):
+        if self._ef <= self.ef_search:
+            return False
+        self._ef = max(self.ef_search, self._ef // 2)
+        return True
+
+    _STATE_ARRAYS = ("_levels", "_projection", "_radius", "_anchor", "_rank")
     _STATE_SCALARS = ("_ef", "_stay", "_cold", "cold_start_", "stay_audit_", "stats")
     _GRAPH_ARRAYS = ("data", "levels", "links0", "upper", "upper_offset")
 
@@ -424,6 +438,7 @@ class GraphAssigner(Assigner):
         radius = nearest_link_distances(self.graph.data, self.graph.links0).astype(np.float64)
         if kind == "rebuild":
             self._radius = radius
+            self._rank = self._locality_rank(data)
         else:
             self._radius[moved] = radius[moved]
         self.stats.append({"graph": kind, "nodes": repaired, "seconds": time.perf_counter() - start})
@@ -435,41 +450,53 @@ class GraphAssigner(Assigner):
             return method
         centers = self.centroids
         k, width = centers.shape[0], 1 + self.additional_centroids
-        self._groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe,
-                                     width, self.seed)
-        if method == "auto":
-            if sample_x is None or sample_x.shape[0] == 0:
-                return "two-level"
+        self._groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe, width,
+                                     self.seed)
+        if method == "auto" and sample_x is not None and sample_x.shape[0] > 0:
             sample = np.ascontiguousarray(sample_x, dtype=centers.dtype)
             m = sample.shape[0]
-            exact_labels, exact_sq = np.empty(m, np.int64), np.empty(m)
-            nearest_centroids(sample, centers, exact_labels, exact_sq)
-            labels, sq = np.empty(m, np.int64), np.empty(m)
-            assign_rows(sample, centers, np.empty((m, width), np.int32), labels, sq, self._groups, 0, m)
+            exact_labels, labels = np.empty(m, np.int64), np.empty(m, np.int64)
+            nearest_centroids(sample, centers, exact_labels, np.empty(m))
+            assign_rows(sample, centers, np.empty((m, width), np.int32), labels, np.empty(m), self._groups, 0, m)
             self.cold_agreement_ = float(np.mean(labels == exact_labels))
-            method = "two-level" if self.cold_agreement_ >= COLD_AGREEMENT else "graph"
-        if method == "graph":
-            self._groups = None
-        return method
+        return "two-level"
+
+    def _locality_rank(self, data):
+        """A rank of the centroids in which near ones are near: by the nearest of
+        ``sqrt(k)`` of them drawn with the assigner's seed, then by index.
+
+        The searches run in this order of the points' previous centroids, so that
+        consecutive searches read the same few hundred centroids, which stay in cache
+        (at k = 100,000 the centroids are 50 MB). Only the speed depends on it."""
+        k = data.shape[0]
+        pivots = np.sort(np.random.default_rng(self.seed).choice(k, max(1, int(np.sqrt(k))), replace=False))
+        nearest = np.empty(k, dtype=np.int64)
+        nearest_centroids(data, np.ascontiguousarray(data[pivots]), nearest, np.empty(k))
+        rank = np.empty(k, dtype=np.int64)
+        rank[counting_order(nearest, pivots.size)[0]] = np.arange(k)
+        return rank
 
     def _bulk_order(self, state):
-        """Rows grouped by previous centroid, so that a bulk's queries share their
-        neighbourhood of the graph (stable: ties keep row order)."""
+        """Rows grouped by previous centroid, the centroids in locality order, so that
+        a bulk's queries share their neighbourhood of the graph (stable: ties keep row
+        order)."""
         n = state.shape[0]
         previous = state[:, 0]
         if not self.sort_bulks or n == 0:
             return np.arange(n, dtype=np.int64)
         if previous.min() < 0:
             return np.argsort(previous, kind="stable").astype(np.int64, copy=False)
-        return counting_order(previous, self.centroids.shape[0])[0]
+        return counting_order(self._rank[previous], self.centroids.shape[0])[0]
 
     def _search(self, X, centers, state, labels_out, sq_dist_out, stay_check):
         graph = self.graph
+        if self._rank is None:  # restored from a checkpoint without it
+            self._rank = self._locality_rank(graph.data)
         visited, epochs = graph.scratch()
         return int(mop_assign(
             X, centers, graph.data, graph.links0, graph.upper, graph.upper_offset,
             graph.entry_point, graph.max_level, state, labels_out, sq_dist_out,
-            self._projection, self._bulk_order(state), self.bulk_size, self._ef, self._ef_cold(),
+            self._projection, self._rank, self._bulk_order(state), self.bulk_size, self._ef, self._ef_cold(),
             self.min_iterations, self.seed_previous, self.sort_bulks, self.descend_warm,
             stay_check, visited, epochs))
 

@@ -144,6 +144,7 @@ class LocalBlocks:
         self._cosine = cosine
         self._name = name
         self._cache = {} if cache else None
+        self._validated = set()
         self.data = [_BlockIndex(b) for b in range(self.n_blocks)]
 
     def _checked(self, b):
@@ -154,9 +155,16 @@ class LocalBlocks:
         checked = check_data_block(self._read(start, stop), w, start, self.dtype, self._cosine, self._name)
         if self._cache is not None:
             self._cache[b] = checked
+        else:
+            self._validated.add(b)
         return checked
 
     def _block(self, b):
+        if self._cache is None and b in self._validated:
+            # Checked on the first pass (validation happens once): later passes only
+            # read and convert the rows.
+            x = np.ascontiguousarray(self._read(self.offsets[b], self.offsets[b + 1]), dtype=self.dtype)
+            return normalize_rows(x) if self._cosine else x
         return self._checked(b)[1]
 
     def validate(self):

@@ -344,11 +344,12 @@ class KMeans(_BaseKMeans, Persistable):
         scores each point against the centroids of its nearest group with BLAS (fast
         and accurate when the data's clusters are coarser than the centroids);
         "graph" searches the graph from its upper layers (beam ``2*ef_search``);
-        "auto" uses "two-level" where it finds the exact nearest centroid for 95% of
-        a fixed sample of 4,096 rows (chosen by global row number), else "graph".
+        "auto" is "two-level": the seeded searches of the following iterations
+        correct a rough start for less than a better start costs (measured in
+        ``benchmarks/README.md``).
     cold_nprobe : int, default=1
-        "mop" only, with ``cold_start="two-level"``: groups of centroids each point
-        is scored against (its nearest group and the groups nearest to that one).
+        "mop" only: groups of centroids each point is scored against by the
+        two-level start (its nearest group and the groups nearest to that one).
     max_ef_search : int or None, default=None
         "mop" only: where the run would stop (no label changed, or the centroids
         stopped moving), the beam is doubled, up to this width, and the run goes on
@@ -361,7 +362,8 @@ class KMeans(_BaseKMeans, Persistable):
         exact assignment (``audit_``, and the progress bar). 0 turns it off.
     audit_tolerance : float or None, default=1e-3
         "mop" only: an excess cost above this widens the search at once (up to
-        ``max_ef_search``); None never does.
+        ``max_ef_search``), and an excess at most a quarter of it narrows a search
+        so widened again, one step per iteration; None never widens.
     checkpoint : str, path or None, default=None
         A file where the whole state of the fit is written every ``checkpoint_every``
         iterations (versioned ``.npz``, written atomically, no pickle; see

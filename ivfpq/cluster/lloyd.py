@@ -47,6 +47,9 @@ __all__ = ["lloyd", "lloyd_on_array", "predict", "LloydResult", "BlockState", "F
 #: Relative inertia decrease per iteration under which an approximate assigner is
 #: asked to search wider (see :meth:`Assigner.widen`).
 WIDEN_BELOW = 1e-4
+#: A search the audit widened is narrowed again once the audit's excess cost is at most
+#: this fraction of the assigner's ``audit_tolerance``.
+NARROW_BELOW = 0.25
 
 
 @dataclass
@@ -124,11 +127,14 @@ def _prepare_model(previous, centers, sample_x, sample_state, scales, copy_assig
     return assigner, centers, scales.inertia_scale(centers)
 
 
-def _widen_model(model, copy_assigner):
+def _widen_model(model, copy_assigner, wider=True):
     assigner, centers, inertia_scale = model
     if copy_assigner:
         assigner = copy.deepcopy(assigner)
-    assigner.widen()
+    if wider:
+        assigner.widen()
+    else:
+        assigner.narrow()
     return assigner, centers, inertia_scale
 
 
@@ -380,7 +386,8 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         model = ex.submit(_prepare_model, template, ex.put(centers), sample_x, sample_state(states),
                           scales_handle, ex.remote, heavy=True)
         loop = {"iteration": 0, "n_iter": 0, "tol_abs": 0.0, "widen_left": assigner.widen_steps(),
-                "previous_inertia": None, "history": [], "changed_fraction": [], "work": [], "audit": []}
+                "audit_widened": 0, "previous_inertia": None, "history": [], "changed_fraction": [], "work": [],
+                "audit": []}
         totals = None
     else:
         loop, states, totals, model = _restore(ex, blocks, resume, assigner, scales_handle)
@@ -392,6 +399,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     n_iter = loop["n_iter"]
     stats_now = None
     widen_left = loop["widen_left"]
+    audit_widened = loop.get("audit_widened", 0)  # widenings the audit asked for, not yet undone
     previous_inertia = np.inf if loop["previous_inertia"] is None else loop["previous_inertia"]
 
     for iteration in range(loop["iteration"], max_iter):
@@ -451,6 +459,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         # leaves points where it should not.
         if iteration > 0 and audit_now is not None and audit_now[1] > assigner.audit_tolerance and widen_left:
             widen_left -= 1
+            audit_widened += 1
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
         elif stats_now["converged"]:
             if not widen_left:
@@ -460,10 +469,17 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         elif widen_left and previous_inertia - inertia < WIDEN_BELOW * inertia:
             widen_left -= 1  # an approximate search that has all but stalled looks further
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+        elif audit_widened and audit_now is not None and audit_now[1] <= NARROW_BELOW * assigner.audit_tolerance:
+            # The excess that called for a wider beam (centroids still moving far) is
+            # gone: the narrow beam, and the stay check it allows, cost a fraction.
+            widen_left += 1
+            audit_widened -= 1
+            model = ex.submit(_widen_model, model, ex.remote, False, heavy=True)
         previous_inertia = inertia
         if checkpoint is not None and n_iter % checkpoint.every == 0:
             loop = {"iteration": iteration + 1, "n_iter": n_iter, "tol_abs": tol_abs,
-                    "widen_left": widen_left, "previous_inertia": previous_inertia, "history": history,
+                    "widen_left": widen_left, "audit_widened": audit_widened,
+                    "previous_inertia": previous_inertia, "history": history,
                     "changed_fraction": changed_fraction, "work": work, "audit": audits}
             checkpoint.save(*_snapshot(ex, states, totals, model, loop))
 

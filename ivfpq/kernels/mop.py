@@ -10,10 +10,11 @@ block, its bulk or its thread.
 
 Points go in bulks: consecutive runs of a row order that the caller groups by
 previous centroid (a counting sort), so a bulk holds a few whole neighbourhoods of
-the graph rather than a random sample. Within a bulk, points are sorted by base
-seed, then by a random 1-D projection, so consecutive queries touch the same part
-of the graph and the centroids they read are still in cache. The order only
-changes the speed, never a label.
+the graph rather than a random sample. Within a bulk, points are sorted by the
+rank of their base seed in a locality order of the centroids, then by a random 1-D
+projection, so consecutive queries touch the same part of the graph and the
+centroids they read are still in cache. The order only changes the speed, never a
+label.
 
 The search ranks with float32 distances; the winner is chosen by exact float64
 distances among the best results *and the previous centroid*, so a point's distance
@@ -91,7 +92,7 @@ def nearest_link_distances(data, links0):
 
 @njit(parallel=True, cache=True)
 def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, state,
-               labels_out, sq_dist_out, projection, order, bulk_size, ef, ef_cold, min_iterations,
+               labels_out, sq_dist_out, projection, node_rank, order, bulk_size, ef, ef_cold, min_iterations,
                seed_previous, sort_bulks, descend_warm, stay_check, visited_all, epochs):
     """Assign every row of ``X`` to a centroid with seeded graph searches.
 
@@ -105,6 +106,8 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
         each point, nearest first, -1 for none. Column 0 is the previous label.
     labels_out, sq_dist_out : (n,) int64 / float64 outputs (exact float64 distance).
     projection : (d,) float64 random direction for the within-bulk order.
+    node_rank : (k,) int64, a permutation of the centroids in which near ones are
+        near: within a bulk, points are sorted by the rank of their base seed.
     order : (n,) int64 permutation of the rows; bulk ``b`` is the rows
         ``order[b * bulk_size:(b + 1) * bulk_size]``.
     bulk_size, ef, min_iterations : see ``GraphAssigner``.
@@ -162,7 +165,7 @@ def mop_assign(X, centers, data, links0, upper, upper_offset, entry, max_level, 
                 rank[by_proj[r]] = r
             keys = np.empty(size, dtype=np.int64)
             for p in range(size):
-                keys[p] = np.int64(base[p]) * size + rank[p]
+                keys[p] = node_rank[base[p]] * size + rank[p]
             within = np.argsort(keys, kind="mergesort")
         else:
             within = np.arange(size)

@@ -175,6 +175,15 @@ def test_widen_doubles_the_beam_up_to_the_widest_and_resets_per_run():
     assert GraphAssigner(ef_search=8, max_ef_search=4).widen_steps() == 0
 
 
+def test_narrow_undoes_widen_down_to_ef_search():
+    assigner = GraphAssigner(ef_search=8)
+    assert assigner.narrow() is False
+    assigner.widen(), assigner.widen()
+    assert [assigner.narrow() for _ in range(3)] == [True, True, False]
+    assert assigner._ef == 8
+    assert ExactAssigner().narrow() is False
+
+
 class _WideningExact(ExactAssigner):
     """Exact assignment that counts the loop's calls to widen()."""
 
@@ -206,10 +215,11 @@ def test_lloyd_asks_for_a_wider_search_before_it_stops(tol):
     assert widened.n_iter == len(widened.history) == len(widened.changed_fraction)
 
 
-def test_auto_cold_start_picks_two_level_for_coarse_clusters_and_graph_otherwise():
+def test_auto_cold_start_is_two_level_and_reports_its_agreement_on_the_audit_sample():
     clustered = _blobs(20000, 16, 20, seed=1, std=0.3)  # 20 far-apart clusters, 200 centroids
     uniform = np.random.default_rng(2).random((20000, 16), dtype=np.float32)
-    for X, expected in ((clustered, "two-level"), (uniform, "graph")):
+    agreement = {}
+    for name, X in (("clustered", clustered), ("uniform", uniform)):
         C = X[np.random.default_rng(0).choice(len(X), 200, replace=False)].copy()
         assigner = GraphAssigner(seed=0)
         state = assigner.new_state(len(X))
@@ -217,10 +227,29 @@ def test_auto_cold_start_picks_two_level_for_coarse_clusters_and_graph_otherwise
         assigner.prepare(C, X[rows], state[rows])
         labels, sq = np.empty(len(X), np.int64), np.empty(len(X))
         assigner.assign(X, state, labels, sq)
-        assert assigner.cold_start_ == expected, assigner.cold_agreement_
+        assert assigner.cold_start_ == "two-level"
         assert np.all(state[:, 0] == labels)
         exact = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
         np.testing.assert_allclose(sq, exact[np.arange(len(X)), labels], rtol=1e-9)
+        nearest = exact.argmin(axis=1)
+        assert assigner.cold_agreement_ == pytest.approx(np.mean(labels[rows] == nearest[rows]), abs=1e-12)
+        agreement[name] = assigner.cold_agreement_
+    # Groups of centroids follow coarse clusters; in uniform data they cut neighbourhoods.
+    assert agreement["clustered"] > 0.95 > agreement["uniform"]
+
+
+def test_graph_cold_start_searches_from_the_upper_layers():
+    X = np.random.default_rng(2).random((3000, 8), dtype=np.float32)
+    C = X[:100].copy()
+    assigner = GraphAssigner(seed=0, cold_start="graph", ef_search=16)
+    state = assigner.new_state(len(X))
+    rows = assigner.audit_rows(len(X))
+    assigner.prepare(C, X[rows], state[rows])
+    labels, sq = np.empty(len(X), np.int64), np.empty(len(X))
+    assert assigner.assign(X, state, labels, sq) > 0  # graph expansions were made
+    assert assigner.cold_start_ == "graph"
+    exact = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
+    assert np.mean(labels == exact.argmin(axis=1)) > 0.9
 
 
 def test_stay_check_is_audited_every_warm_iteration_and_keeps_the_guarantee():
@@ -279,6 +308,40 @@ def test_audit_above_tolerance_widens_the_search_and_is_reported():
     assert len(strict.audit_) == strict.n_iter_ and all(0 <= f <= 1 for f, _ in strict.audit_)
     assert strict.inertia_ <= lax.inertia_
     assert KMeans(300, init=C0, max_iter=3).fit(X).audit_ == []  # exact Lloyd has nothing to audit
+
+
+class _BeamRecordingAssigner(_RecordingGraphAssigner):
+    def assign(self, X, state, labels_out, sq_dist_out):
+        self.beams.append(self._ef)
+        return super().assign(X, state, labels_out, sq_dist_out)
+
+    def reset(self):
+        super().reset()
+        self.beams = []
+
+
+def test_audit_widens_while_the_excess_is_high_and_narrows_once_it_is_low():
+    X = _blobs(6000, 12, 40, seed=11)
+    C0 = X[np.random.default_rng(2).choice(6000, 300, replace=False)].copy()
+    tolerance = 2e-3
+    assigner = _BeamRecordingAssigner(ef_search=2, M=4, ef_construction=16, max_ef_search=16, audit_size=2000,
+                                      audit_tolerance=tolerance, cold_start="graph")
+    result = lloyd_on_array(X, C0, assigner, 12, tol=0.0)
+    beams, excess = assigner.beams, [e for _, e in result.audit]
+    inertias = [i for _, i in result.history]
+    widened_by_audit = narrowed = 0
+    for i in range(1, len(excess)):
+        if i + 1 >= len(beams):
+            break
+        if excess[i] > tolerance and beams[i] < 16:
+            assert beams[i + 1] == 2 * beams[i]
+            widened_by_audit += 1
+        elif widened_by_audit and excess[i] <= tolerance / 4 and (inertias[i - 1] - inertias[i]) > 1e-4 * inertias[i]:
+            assert beams[i + 1] == beams[i] // 2
+            widened_by_audit -= 1
+            narrowed += 1
+    assert max(beams) > 2 and narrowed  # widened for the early excess, then narrowed again
+    assert np.all(np.diff(inertias) <= 1e-9 * np.array(inertias[:-1]))
 
 
 def test_progress_bar_shows_inertia_moved_and_audit(capsys, monkeypatch):

@@ -10,14 +10,15 @@ from ivfpq.kernels.mop import mop_assign, nearest_link_distances
 from .._data import gaussian_mixture
 
 
-def _run(X, C, graph, state, order, bulk_size=64, ef=8, stay_check=False, projection=None):
+def _run(X, C, graph, state, order, bulk_size=64, ef=8, stay_check=False, projection=None, node_rank=None):
     n = X.shape[0]
     labels, sq = np.empty(n, np.int64), np.empty(n)
     projection = np.ones(X.shape[1]) / np.sqrt(X.shape[1]) if projection is None else projection
+    node_rank = np.arange(C.shape[0], dtype=np.int64) if node_rank is None else node_rank
     visited, epochs = graph.scratch()
     mop_assign(X, C, graph.data, graph.links0, graph.upper, graph.upper_offset, graph.entry_point,
-               graph.max_level, state, labels, sq, projection, order, bulk_size, ef, 2 * ef, 2, True, True,
-               False, stay_check, visited, epochs)
+               graph.max_level, state, labels, sq, projection, node_rank, order, bulk_size, ef, 2 * ef, 2, True,
+               True, False, stay_check, visited, epochs)
     return labels, sq
 
 
@@ -46,11 +47,14 @@ def test_results_depend_only_on_each_row_not_on_order_bulks_or_threads(problem):
     start = np.full((3000, 3), -1, np.int32)
     first, _ = _run(X, C, graph, start, np.arange(3000))  # a warm state to start from
     outcomes = []
-    for bulk, order, threads in ((64, np.arange(3000), 1), (500, np.random.default_rng(2).permutation(3000), 2),
-                                 (7, counting_order(first, 150)[0], 2)):
+    shuffled_rank = np.random.default_rng(3).permutation(150).astype(np.int64)
+    for bulk, order, threads, rank in ((64, np.arange(3000), 1, None),
+                                       (500, np.random.default_rng(2).permutation(3000), 2, None),
+                                       (7, counting_order(first, 150)[0], 2, shuffled_rank),
+                                       (300, counting_order(shuffled_rank[first], 150)[0], 2, shuffled_rank)):
         numba.set_num_threads(threads)
         state = start.copy()
-        outcomes.append((*_run(X, C, graph, state, order, bulk_size=bulk), state))
+        outcomes.append((*_run(X, C, graph, state, order, bulk_size=bulk, node_rank=rank), state))
     numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     for labels, sq, state in outcomes[1:]:
         np.testing.assert_array_equal(labels, outcomes[0][0])
