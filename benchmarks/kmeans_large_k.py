@@ -11,6 +11,17 @@ random rows) and runs until an iteration ends past the time budget:
 * ``faiss-exact``  faiss.Clustering with an IndexFlatL2
 * ``faiss-hnsw``   faiss.Clustering with IndexHNSWFlat(d, 32), efSearch=16 (the
                    black-box HNSW baseline)
+* ``sklearnex``    scikit-learn-intelex's KMeans (oneDAL), same init; it reports no
+                   per-iteration score, so it is run for 1, 2, 4, ... iterations and
+                   each run's end is one point of its curve
+* ``superkmeans`` / ``superkmeans-full``  SuperKMeans with its defaults / with
+                   ``sampling_fraction=1.0``; it takes no initial centroids, so its one
+                   point is (fit seconds, inertia of its centroids on all rows)
+
+Datasets: ``synthetic`` (isotropic mixture of 1,000 components), ``aniso-fewer`` and
+``aniso-more`` (well-separated anisotropic mixtures, per-dimension scales in U(0.5, 2),
+with k/3 and 3k components), and the real sets ``sift-debian``, ``glove``,
+``fashion-mnist``, ``mnist`` and ``minilm`` (minilm-debian-descriptions).
 
 faiss runs one iteration per ``Clustering.train`` call (niter=1, centroids carried
 over), so it can stop at the budget; faiss rebuilds its assignment index every
@@ -53,7 +64,11 @@ from ivfpq.cluster.assign import Assigner, ExactAssigner, GraphAssigner  # noqa:
 from ivfpq.cluster.lloyd import lloyd_on_array  # noqa: E402
 
 TARGET_SLACK = 1.005
-CONTENDERS = ("ours-mop", "ours-exact", "sklearn", "faiss-exact", "faiss-hnsw")
+CONTENDERS = ("ours-mop", "ours-exact", "sklearn", "faiss-exact", "faiss-hnsw", "sklearnex", "superkmeans",
+              "superkmeans-full")
+DATASETS = ("synthetic", "aniso-fewer", "aniso-more", "sift-debian", "glove", "fashion-mnist", "mnist", "minilm")
+REAL = {"sift-debian": "sift-debian", "glove": "glove", "fashion-mnist": "fashion-mnist", "mnist": "mnist",
+        "minilm": "minilm-debian-descriptions"}
 ABLATIONS = {
     "all improvements": {},
     "no previous-centroid seeds": {"seed_previous": False},
@@ -194,6 +209,39 @@ def run_faiss(X, C0, budget, hnsw):
             return trace
 
 
+def run_sklearnex(X, C0, budget):
+    """oneDAL's Lloyd for 1, 2, 4, ... iterations (it reports no per-iteration score)."""
+    from sklearnex.cluster import KMeans
+
+    trace, iters, spent = [], 1, 0.0
+    while spent <= budget:
+        start = time.perf_counter()
+        model = KMeans(C0.shape[0], init=C0, n_init=1, max_iter=iters, tol=0.0).fit(X)
+        seconds = time.perf_counter() - start
+        spent += seconds
+        trace.append((seconds, float(model.inertia_)))
+        iters *= 2
+    return sorted(trace)
+
+
+def run_superkmeans(X, budget, full):
+    """SuperKMeans' one result: (fit seconds, inertia of its centroids on all of ``X``)."""
+    from superkmeans import SuperKMeans
+
+    model = SuperKMeans(n_clusters=budget, dimensionality=X.shape[1],
+                        **({"sampling_fraction": 1.0} if full else {}))
+    start = time.perf_counter()
+    centroids = model.train(np.ascontiguousarray(X, dtype=np.float32))
+    seconds = time.perf_counter() - start
+    centroids = np.ascontiguousarray(centroids, dtype=np.float32).reshape(-1, X.shape[1])
+    labels, sq = np.empty(X.shape[0], np.int64), np.empty(X.shape[0])
+    with thread_limits(resolve_n_threads(None)):
+        assigner = ExactAssigner()
+        assigner.prepare(centroids)
+        assigner.assign(X, None, labels, sq)
+    return [(seconds, float(sq.sum()))]
+
+
 def parse_mop_options(pairs):
     """``["ef_search=4", "cold_start=graph"]`` -> GraphAssigner keyword arguments."""
     options = {}
@@ -222,6 +270,10 @@ def run_contender(name, X, C0, budget, ref_iters, assigner_kwargs=None):
         return run_faiss(X, C0, budget, hnsw=False)
     if name == "faiss-hnsw":
         return run_faiss(X, C0, budget, hnsw=True)
+    if name == "sklearnex":
+        return run_sklearnex(X, C0, budget)
+    if name in ("superkmeans", "superkmeans-full"):
+        return run_superkmeans(X, C0.shape[0], full=name == "superkmeans-full")
     raise ValueError(name)
 
 
@@ -248,24 +300,39 @@ def summarize(name, trace, target, budget):
     }
 
 
-def add_ratios(rows, target_row="ours-mop", peers=("faiss-exact", "sklearn", "ours-exact")):
+def add_ratios(rows, traces, target_row="ours-mop",
+               peers=("faiss-exact", "faiss-hnsw", "sklearn", "sklearnex", "ours-exact")):
+    """Each peer's time to target over mop's; for SuperKMeans (no common start), its fit
+    time over mop's time to the inertia of SuperKMeans' centroids."""
     ours = next((r for r in rows if r["contender"] == target_row), None)
-    if ours is None or ours["time to target (s)"] is None:
+    if ours is None:
         return
     for row in rows:
         t = row["time to target (s)"]
-        if row["contender"] in peers:
+        if row["contender"] in peers and ours["time to target (s)"] is not None:
             row["x slower than mop"] = (f"{t / ours['time to target (s)']:.1f}" if t is not None
                                         else f">{row['budget'] / ours['time to target (s)']:.1f}")
+        elif row["contender"].startswith("superkmeans") and traces.get(row["contender"]):
+            seconds, reached = traces[row["contender"]][0]
+            mop_time = time_to(traces.get(target_row, []), reached)
+            row["mop s to its inertia"] = mop_time
+            row["x slower than mop"] = None if mop_time is None else f"{seconds / mop_time:.1f}"
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def load(name, n, seed):
+def load(name, n, seed, k=None):
     if name == "synthetic":
         return gaussian_mixture(n, 128, seed=seed)
-    X = load_shared(name)
+    if name.startswith("aniso"):
+        from ivfpq.datasets import make_blobs
+
+        components = max(2, k // 3) if name == "aniso-fewer" else 3 * k
+        X, _ = make_blobs(n, 128, centers=components, cluster_std=1.0, spread=10.0, std_range=(0.5, 2.0),
+                          random_state=seed)
+        return np.ascontiguousarray(X, dtype=np.float32)
+    X = load_shared(REAL[name])
     if n and n < X.shape[0]:
         X = X[np.random.default_rng(seed).choice(X.shape[0], n, replace=False)]
     return np.ascontiguousarray(X, dtype=np.float32)
@@ -289,7 +356,7 @@ def plot(panels, path):
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4 * rows), squeeze=False)
     styles = {"ours-mop": "C3", "ours-exact": "C0", "sklearn": "C2", "faiss-exact": "C1",
-              "faiss-hnsw": "C4"}
+              "faiss-hnsw": "C4", "sklearnex": "C5", "superkmeans": "C6", "superkmeans-full": "C7"}
     for ax, (title, n, traces, target) in zip(axes.ravel(), panels):
         for name, trace in traces.items():
             if trace:
@@ -339,8 +406,7 @@ def crossover(n, ds, ks, iters, seed):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--datasets", nargs="+", default=["synthetic", "glove", "fashion-mnist"],
-                   choices=["synthetic", "glove", "fashion-mnist", "mnist"])
+    p.add_argument("--datasets", nargs="+", default=["synthetic", "glove", "fashion-mnist"], choices=DATASETS)
     p.add_argument("--n", type=int, default=1_000_000,
                    help="rows of the synthetic set; real sets are subsampled to it when smaller")
     p.add_argument("--k", type=int, nargs="+", default=[1000, 10000, 50000])
@@ -382,9 +448,11 @@ def main(argv=None):
     panels = []
     if not args.ablation_only:
         for dataset in args.datasets:
-            X = load(dataset, args.n, args.seed)
+            X = load(dataset, args.n, args.seed, min(args.k))
             n = X.shape[0]
             for k in k_values_for(dataset, n, args.k, args.min_points_per_cluster):
+                if dataset.startswith("aniso"):  # its components follow k
+                    X = load(dataset, args.n, args.seed, k)
                 C0 = X[np.random.default_rng(args.seed + 1).choice(n, k, replace=False)].copy()
                 traces = {}
                 contenders = ["ours-exact"] + [c for c in args.contenders if c != "ours-exact"]
@@ -400,9 +468,10 @@ def main(argv=None):
                 for row in rows:
                     row["budget"] = args.budget
                     row["best / reference"] = row["best inertia in budget"] / reference
-                add_ratios(rows)
+                add_ratios(rows, traces)
                 print_table(rows, ["contender", "iterations", "s/iter (median)", "time to target (s)",
-                                   "x slower than mop", "best inertia in budget", "best / reference"],
+                                   "x slower than mop", "mop s to its inertia", "best inertia in budget",
+                                   "best / reference"],
                             title=f"{dataset} n={n:,} d={X.shape[1]} k={k:,}: target = exact "
                                   f"{args.ref_iters}-iteration inertia {reference:.5e} +0.5%, "
                                   f"budget {args.budget:g} s")

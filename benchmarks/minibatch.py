@@ -135,7 +135,7 @@ def main():
     p.add_argument("--slack", type=float, default=0.005,
                    help="target: scikit-learn's final inertia times (1 + slack)")
     p.add_argument("--configs", nargs="+", default=["lloyd:1024", "lloyd:4096", "mop:2048"],
-                   help="our settings, algorithm:batch_size")
+                   help="our settings, algorithm:batch_size[:param=value,...], e.g. mop:4096:cold_nprobe=4")
     args = p.parse_args()
     if args.quick:
         args.datasets, args.k, args.n = ["sift"], [1000], 100_000
@@ -156,12 +156,14 @@ def main():
             target = sk[-1][1] * (1 + args.slack)
             results = {"scikit-learn (batch 1024)": (sk, total, "lloyd")}
             for config in args.configs:
-                algorithm, batch = config.split(":")
+                algorithm, batch, *extra = config.split(":")
                 batch = int(batch)
+                params = dict(item.split("=") for item in extra[0].split(",")) if extra else {}
+                params = {key: int(value) for key, value in params.items()}
                 our_every = max(1, every * 1024 // batch)
                 copies, total, used = run_ours(X, init, args.epochs, our_every, algorithm=algorithm,
-                                               batch_size=batch)
-                label = f"ivfpq {algorithm} (batch {batch})"
+                                               batch_size=batch, **params)
+                label = f"ivfpq {algorithm} (batch {batch}{''.join(f', {k}={v}' for k, v in params.items())})"
                 results[label] = (curve(X, copies, sample), total, used)
                 finals[label] = inertia(X, copies[-1][1])
             reference = time_to(sk, target)
