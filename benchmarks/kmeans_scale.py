@@ -129,17 +129,19 @@ def _fit_child(path, params, result_file):
     made, phases = [], []
     make_assigner = model._make_assigner
 
-    def timed(name, method):
+    def timed(name, method, assigner):
         def call(*args):
             start = time.perf_counter()
             out = method(*args)
-            phases.append((name, time.perf_counter() - start, args[0].shape[0] if name == "assign" else 0))
+            phases.append((name, time.perf_counter() - start, int(out or 0) if name == "assign" else 0,
+                           getattr(assigner, "_ef", None), bool(getattr(assigner, "_stay", False))))
             return out
         return call
 
     def make(seed):  # kept, and its prepare and assign timed, for the breakdown per iteration
         assigner = make_assigner(seed)
-        assigner.prepare, assigner.assign = timed("prepare", assigner.prepare), timed("assign", assigner.assign)
+        assigner.prepare = timed("prepare", assigner.prepare, assigner)
+        assigner.assign = timed("assign", assigner.assign, assigner)
         made.append(assigner)
         return assigner
 
@@ -215,14 +217,17 @@ def run(args):
     print("audit (fraction at the exact nearest, excess):", result["audit"])
     print("cold start:", result["cold"])
     per_iteration, current = [], None
-    for name, seconds, rows in result["phases"]:  # one prepare, then the blocks' assigns
+    for name, seconds, work, ef, stay in result["phases"]:  # one prepare, then the blocks' assigns
         if name == "prepare":
-            current = {"prepare s": seconds, "assign s": 0.0}
+            current = {"prepare s": seconds, "assign s": 0.0, "expansions": 0, "ef": ef, "stay": stay}
             per_iteration.append(current)
         elif current is not None:
             current["assign s"] += seconds
-    print("per iteration (prepare s, assign s):",
-          [(round(p["prepare s"], 1), round(p["assign s"], 1)) for p in per_iteration])
+            current["expansions"] += work
+            current["ef"], current["stay"] = ef, stay
+    print("per iteration (prepare s, assign s, expansions per row, beam, stay check):",
+          [(round(p["prepare s"], 1), round(p["assign s"], 1), round(p["expansions"] / X.shape[0], 1), p["ef"],
+            p["stay"]) for p in per_iteration])
     if result["graph"]:
         print("graph refreshes (kind, nodes, seconds):",
               [(g["graph"], g["nodes"], round(g["seconds"], 1)) for g in result["graph"]])

@@ -159,7 +159,7 @@ def main():
                 algorithm, batch, *extra = config.split(":")
                 batch = int(batch)
                 params = dict(item.split("=") for item in extra[0].split(",")) if extra else {}
-                params = {key: int(value) for key, value in params.items()}
+                params = {key: int(value) if value.isdigit() else value for key, value in params.items()}
                 our_every = max(1, every * 1024 // batch)
                 copies, total, used = run_ours(X, init, args.epochs, our_every, algorithm=algorithm,
                                                batch_size=batch, **params)

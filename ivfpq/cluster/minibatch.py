@@ -324,6 +324,9 @@ class MiniBatchKMeans(_BaseKMeans):
                 centers[low] = x[rng.choice(x.shape[0], size=n_low, replace=False)]
                 # Not back to zero, or they would be reassigned again at once.
                 counts[low] = np.min(counts[~low])
+                # A graph that still links the moved centroids where they were would
+                # hide them from the points now near them: the next step repairs it.
+                self._steps_since_refresh = 0
         return float(np.dot(sq, weights))
 
     # -- fitting -------------------------------------------------------------------------
