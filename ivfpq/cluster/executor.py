@@ -11,7 +11,9 @@ The Lloyd loop (:mod:`ivfpq.cluster.lloyd`) and the initialisations
     ``fn(block_data, per_block[0][b], ..., *shared)`` for every block ``b``;
 ``map_reduce(fn, combine, *per_block, shared=(), data=True, outputs=True)``
     the same, where ``fn`` returns ``(output, partial)`` (or only the partial with
-    ``outputs=False``) and the partials are combined with ``combine``;
+    ``outputs=False``) and the partials are combined with ``combine`` (a pure
+    function; :class:`LocalBlocks` folds :func:`add_partials` into a running total
+    of its own, in place, so that a (k, d) total is not copied once per block);
 ``gather(handles)``, ``keep(handle)``, ``drop_kept()``, ``labels(states)``;
 ``offsets``, ``n_blocks``, ``n_rows``, ``n_features``, ``dtype``, ``data``, ``remote``.
 
@@ -33,7 +35,8 @@ from .._validation import check_block, check_block_weights, check_lazy_array, ch
 from ..kernels.distances import sq_norms
 from ..kernels.lloyd import finite_max_abs
 
-__all__ = ["Block", "LocalBlocks", "local_executor", "tree_reduce", "default_block_rows", "DEFAULT_BLOCK_BYTES"]
+__all__ = ["Block", "LocalBlocks", "RowChanges", "add_partials", "local_executor", "tree_reduce",
+           "default_block_rows", "DEFAULT_BLOCK_BYTES"]
 
 #: Bytes of data per block when reading an out-of-core array (``block_rows=None``).
 DEFAULT_BLOCK_BYTES = 64 << 20
@@ -61,9 +64,68 @@ def tree_reduce(items, combine):
     return items[0]
 
 
+class RowChanges:
+    """Changes to some rows of an (n_rows, d) int64 array: row ``ids[i]`` changes by
+    ``values[i]`` (``ids`` sorted and unique).
+
+    A block in which few points change cluster touches few of the k rows of the
+    cluster sums; this is its partial, in O(touched * d) memory instead of O(k * d).
+    ``dense + changes`` (either order) gives a new dense array, ``changes + changes``
+    their union; :meth:`add_to` changes a dense array in place. Integer sums: every
+    order of combination gives the same result.
+    """
+
+    __array_ufunc__ = None  # ``ndarray + RowChanges`` is RowChanges.__radd__
+
+    def __init__(self, ids, values, n_rows):
+        self.ids = ids
+        self.values = values
+        self.n_rows = int(n_rows)
+
+    def add_to(self, dense):
+        dense[self.ids] += self.values
+        return dense
+
+    def __add__(self, other):
+        if isinstance(other, RowChanges):
+            ids = np.union1d(self.ids, other.ids)
+            values = np.zeros((ids.size, self.values.shape[1]), dtype=self.values.dtype)
+            values[np.searchsorted(ids, self.ids)] += self.values
+            values[np.searchsorted(ids, other.ids)] += other.values
+            return RowChanges(ids, values, self.n_rows)
+        return self.add_to(np.array(other, copy=True))
+
+    __radd__ = __add__
+
+    def dense(self):
+        return self.add_to(np.zeros((self.n_rows, self.values.shape[1]), dtype=self.values.dtype))
+
+
 def add_partials(a, b):
-    """Element-wise sum of two partials (tuples of arrays and numbers; None stays None)."""
+    """Element-wise sum of two partials (tuples of arrays, :class:`RowChanges` and
+    numbers; None stays None)."""
     return tuple(None if x is None else x + y for x, y in zip(a, b))
+
+
+def _add_partials_into(total, b):
+    """:func:`add_partials` into ``total``, whose arrays nothing else holds (see
+    :func:`_owned`)."""
+    out = []
+    for x, y in zip(total, b):
+        if not isinstance(x, np.ndarray):
+            out.append(None if x is None else x + y)
+        elif isinstance(y, RowChanges):
+            out.append(y.add_to(x))
+        else:
+            x += y
+            out.append(x)
+    return tuple(out)
+
+
+def _owned(partial):
+    """A copy of ``partial`` that a fold may change in place (its RowChanges dense)."""
+    return tuple(x.dense() if isinstance(x, RowChanges) else
+                 np.array(x, copy=True) if isinstance(x, np.ndarray) else x for x in partial)
 
 
 @dataclass
@@ -198,12 +260,18 @@ class LocalBlocks:
 
     def map_reduce(self, fn, combine, *per_block, shared=(), data=True, name=None, outputs=True):
         out, total = [], None
+        in_place = combine is add_partials
         for b in range(self.n_blocks):
             result = fn(*((self._block(b),) if data else ()), *(p[b] for p in per_block), *shared)
             partial = result[1] if outputs else result
             if outputs:
                 out.append(result[0])
-            total = partial if total is None else combine(total, partial)
+            if total is None:
+                total = _owned(partial) if in_place else partial
+            elif in_place:
+                total = _add_partials_into(total, partial)
+            else:
+                total = combine(total, partial)
         return (out, total) if outputs else total
 
     def labels(self, states):

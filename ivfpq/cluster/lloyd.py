@@ -40,7 +40,7 @@ from ..kernels.lloyd import (
 )
 from ..kernels.distances import nearest_centroids
 from .assign import ExactAssigner
-from .executor import add_partials, block_of_rows, gather_rows, local_executor
+from .executor import RowChanges, add_partials, block_of_rows, gather_rows, local_executor
 
 __all__ = ["lloyd", "lloyd_on_array", "predict", "LloydResult", "BlockState", "FitScales", "WIDEN_BELOW"]
 
@@ -149,10 +149,8 @@ def _lloyd_step(x, previous, model, scales, with_moments, copy_state):
     sq_dists = np.empty(n, dtype=np.float64)
     work = int(assigner.assign(x, state, labels, sq_dists) or 0) if n else 0
     weights = previous.block.weights
-    sums = np.zeros((k, d), dtype=np.int64)
     counts = np.zeros(k, dtype=np.int64)
-    moved = int(add_moved_points(x, weights, previous.labels, labels, scales.features, scales.weight,
-                                 sums, counts))
+    sums, moved = _moved_sums(x, weights, previous.labels, labels, scales, counts)
     inertia = int(fixed_total(sq_dists, weights, inertia_scale))
     first = second = None
     if with_moments:
@@ -160,6 +158,28 @@ def _lloyd_step(x, previous, model, scales, with_moments, copy_state):
         fixed_moments(x, scales.moments, scales.sq_moments, first, second)
     return BlockState(previous.block, labels, sq_dists, state), (sums, counts, inertia, moved, work,
                                                                  first, second)
+
+
+def _moved_sums(x, weights, before, after, scales, counts):
+    """The changes of the cluster sums as the rows of ``x`` move from ``before`` to
+    ``after`` (adding to ``counts``): a dense (k, d) array where the moves touch most
+    clusters, else the :class:`RowChanges` of the touched ones. Returns (sums, moved)."""
+    k, d = counts.shape[0], x.shape[1]
+    moving = np.flatnonzero(before != after)
+    touched = np.unique(np.concatenate((before[moving], after[moving])))
+    touched = touched[touched >= 0]
+    if 2 * touched.size > k:
+        sums = np.zeros((k, d), dtype=np.int64)
+        moved = add_moved_points(x, weights, before, after, scales.features, scales.weight, sums, counts)
+        return sums, int(moved)
+    old, new = before[moving], after[moving]
+    local_old = np.where(old >= 0, np.searchsorted(touched, old), -1)
+    values = np.zeros((touched.size, d), dtype=np.int64)
+    local_counts = np.zeros(touched.size, dtype=np.int64)
+    moved = add_moved_points(np.ascontiguousarray(x[moving]), weights[moving], local_old,
+                             np.searchsorted(touched, new), scales.features, scales.weight, values, local_counts)
+    counts[touched] += local_counts
+    return RowChanges(touched, values, k), int(moved)
 
 
 def _fixed_point_rows(points, weights, scales):
@@ -173,7 +193,8 @@ def _summarize(reduced, totals, model, scales, spherical, tol, tol_abs, stop_whe
     _, centers, inertia_scale = model
     delta_sums, delta_counts, inertia, moved, work, first, second = reduced
     if totals is None:
-        sums, counts = delta_sums.copy(), delta_counts.copy()
+        sums = delta_sums.dense() if isinstance(delta_sums, RowChanges) else delta_sums.copy()
+        counts = delta_counts.copy()
     else:
         sums, counts = totals[0] + delta_sums, totals[1] + delta_counts
     if first is not None:  # first iteration: the tolerance, from the data's variance

@@ -296,3 +296,51 @@ def test_a_uint8_memmap_is_never_copied_whole(tmp_path):
     # iteration replaces them) and a few float32 blocks: less than the uint8 data
     # itself, where a float32 copy alone would be four times it.
     assert peak < X.nbytes, peak
+
+
+def test_row_changes_add_like_the_dense_arrays_they_stand_for():
+    from ivfpq.cluster.executor import RowChanges, add_partials
+
+    rng = np.random.default_rng(0)
+    k, d = 12, 3
+    a_ids, b_ids = np.array([1, 4, 7]), np.array([0, 4, 11])
+    a = RowChanges(a_ids, rng.integers(-5, 5, (3, d)), k)
+    b = RowChanges(b_ids, rng.integers(-5, 5, (3, d)), k)
+    dense = rng.integers(-9, 9, (k, d))
+    both = a + b
+    assert isinstance(both, RowChanges) and both.ids.tolist() == [0, 1, 4, 7, 11]
+    np.testing.assert_array_equal(both.dense(), a.dense() + b.dense())
+    for total in (dense + a, a + dense):
+        assert isinstance(total, np.ndarray)
+        np.testing.assert_array_equal(total, dense + a.dense())
+    np.testing.assert_array_equal(dense, dense.copy())  # dense + changes leaves dense alone
+    summed = add_partials((a, 3, None), (dense, 4, None))
+    np.testing.assert_array_equal(summed[0], dense + a.dense())
+    assert summed[1:] == (7, None)
+
+
+def test_moved_sums_are_the_same_dense_or_sparse():
+    from ivfpq.cluster.executor import RowChanges
+    from ivfpq.cluster.lloyd import FitScales, _moved_sums
+
+    rng = np.random.default_rng(1)
+    n, d, k = 500, 4, 300
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    weights = rng.random(n) + 0.5
+    before = rng.integers(-1, k, n)
+    after = before.copy()
+    few = rng.choice(n, 20, replace=False)
+    after[few] = rng.integers(0, k, 20)
+    scales = FitScales.from_stats((n, np.abs(x).max(axis=0), float(weights.max())))
+    counts = np.zeros(k, np.int64)
+    sparse, moved = _moved_sums(x, weights, before, after, scales, counts)
+    assert isinstance(sparse, RowChanges) and moved == int(np.sum(before != after))
+    dense_counts = np.zeros(k, np.int64)
+    dense, moved_dense = _moved_sums(x, weights, np.full(n, -1), after, scales, dense_counts)  # all move: dense
+    assert isinstance(dense, np.ndarray) and moved_dense == int(np.sum(after >= 0))
+    from ivfpq.kernels.lloyd import add_moved_points
+
+    expected, expected_counts = np.zeros((k, d), np.int64), np.zeros(k, np.int64)
+    add_moved_points(x, weights, before, after, scales.features, scales.weight, expected, expected_counts)
+    np.testing.assert_array_equal(sparse.dense(), expected)
+    np.testing.assert_array_equal(counts, expected_counts)
