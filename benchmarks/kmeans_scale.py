@@ -165,7 +165,7 @@ def _fit_child(path, params, result_file):
         "changed": model.changed_fraction_, "audit": model.audit_, "final_fraction": fraction,
         "final_excess": excess, "algorithm": model.algorithm_,
         "graph": getattr(made[-1], "stats", None) if made else None, "phases": phases,
-        "cold": {name: getattr(made[-1], name, None) for name in ("cold_start_", "cold_nprobe_", "cold_agreement_")}
+        "cold": {name: getattr(made[-1], name, None) for name in ("cold_start_",)}
         if made else None}))
 
 

@@ -202,13 +202,12 @@ class GraphAssigner(Assigner):
         assigned. "graph": the paper's unseeded search (upper-layer descent, then a
         beam of ``ef_cold``). "two-level": :func:`two_level_assign`, BLAS blocks
         against the centroids of each point's nearest group of centroids, which also
-        fills the runners-up that seed the second iteration. "auto": "two-level",
-        and the fraction of the audit sample it puts at the exact nearest centroid
-        is kept in ``cold_agreement_``. The seeded searches of the next iterations
-        correct a rough start for a fraction of the cost of a better one (the graph
-        start, or more groups per point): the run from the two-level start is ahead
-        at every iteration (``benchmarks/README.md``, "Cold start at scale"). The
-        choice is kept in ``cold_start_``.
+        fills the runners-up that seed the second iteration. "auto": "two-level"
+        (the loop's audit of the first iteration measures it). The seeded searches
+        of the next iterations correct a rough start for a fraction of the cost of a
+        better one (the graph start, or more groups per point): the run from the
+        two-level start is ahead at every iteration (``benchmarks/README.md``, "Cold
+        start at scale"). The choice is kept in ``cold_start_``.
     cold_nprobe : groups of centroids scanned per point by the "two-level" start.
     max_ef_search : the widest beam :meth:`widen` goes to (default ``4 * ef_search``).
     ef_cold : beam width of the "graph" cold start, by default ``2 * ef_search``.
@@ -317,7 +316,7 @@ class GraphAssigner(Assigner):
         self._cold = sample_state is None or bool((sample_state[:, 0] < 0).all())
         self._groups = None
         if self._cold:
-            self.cold_start_ = self._choose_cold_start(sample_x)
+            self.cold_start_ = self._choose_cold_start()
             if self.cold_start_ == "two-level":
                 return  # the first assignment does not search the graph
         self._refresh_graph()
@@ -376,7 +375,6 @@ class GraphAssigner(Assigner):
 
     def get_state(self):
         meta = {name: getattr(self, name) for name in self._STATE_SCALARS}
-        meta["cold_agreement_"] = getattr(self, "cold_agreement_", None)
         arrays = {name: getattr(self, name) for name in self._STATE_ARRAYS if getattr(self, name) is not None}
         if self._groups is not None:
             arrays.update(zip(("groups_means", "groups_candidates", "groups_starts"), self._groups))
@@ -393,8 +391,6 @@ class GraphAssigner(Assigner):
         self.centroids = np.ascontiguousarray(centroids)
         for name in self._STATE_SCALARS:
             setattr(self, name, meta[name])
-        if meta.get("cold_agreement_") is not None:
-            self.cold_agreement_ = meta["cold_agreement_"]
         for name in self._STATE_ARRAYS:
             setattr(self, name, arrays.get(name))
         if "groups_means" in arrays:
@@ -443,7 +439,7 @@ class GraphAssigner(Assigner):
             self._radius[moved] = radius[moved]
         self.stats.append({"graph": kind, "nodes": repaired, "seconds": time.perf_counter() - start})
 
-    def _choose_cold_start(self, sample_x):
+    def _choose_cold_start(self):
         """"two-level" or "graph" for the first assignment (see ``cold_start``)."""
         method = self.cold_start
         if method == "graph":
@@ -452,13 +448,6 @@ class GraphAssigner(Assigner):
         k, width = centers.shape[0], 1 + self.additional_centroids
         self._groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe, width,
                                      self.seed)
-        if method == "auto" and sample_x is not None and sample_x.shape[0] > 0:
-            sample = np.ascontiguousarray(sample_x, dtype=centers.dtype)
-            m = sample.shape[0]
-            exact_labels, labels = np.empty(m, np.int64), np.empty(m, np.int64)
-            nearest_centroids(sample, centers, exact_labels, np.empty(m))
-            assign_rows(sample, centers, np.empty((m, width), np.int32), labels, np.empty(m), self._groups, 0, m)
-            self.cold_agreement_ = float(np.mean(labels == exact_labels))
         return "two-level"
 
     def _locality_rank(self, data):
