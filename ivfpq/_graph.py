@@ -31,6 +31,7 @@ __all__ = [
     "pq_insert_nodes",
     "pq_knn_search",
     "PARALLEL_MIN_NODES",
+    "SERIAL_BELOW",
 ]
 
 
@@ -140,6 +141,11 @@ def _serial_below(count, minimum=PARALLEL_MIN_NODES):
         yield
     finally:
         numba.set_num_threads(previous)
+
+
+# Searches of fewer queries than this run on the calling thread (the kernels'
+# ``*_serial`` twins): one chunk of work does not pay for waking the worker threads.
+SERIAL_BELOW = 32
 
 
 def _n_chunks(count, min_per_chunk=4):
@@ -319,9 +325,10 @@ def _search(graph, kernels, space, queries, width, ef, min_per_chunk):
     if graph.n_linked == 0 or graph.entry_point < 0 or queries.shape[0] == 0:
         return out_i, out_d
     visited, epochs = graph.scratch()
-    kernels.knn_search(space, queries, graph.links0, graph.upper, graph.upper_offset,
-                       graph.entry_point, graph.max_level, max(ef, width), out_i, out_d, visited,
-                       epochs, _n_chunks(queries.shape[0], min_per_chunk))
+    n_chunks = _n_chunks(queries.shape[0], min_per_chunk)
+    search = kernels.knn_search_serial if queries.shape[0] < SERIAL_BELOW else kernels.knn_search
+    search(space, queries, graph.links0, graph.upper, graph.upper_offset, graph.entry_point,
+           graph.max_level, max(ef, width), out_i, out_d, visited, epochs, n_chunks)
     return out_i, out_d
 
 

@@ -15,16 +15,18 @@ import numba
 
 from ._validation import check_positive_int
 
-__all__ = ["resolve_n_threads", "numba_threads", "thread_limits"]
+__all__ = ["resolve_n_threads", "numba_threads", "blas_threads", "thread_limits"]
 
 _controller = None
 
 
 def resolve_n_threads(n_threads) -> int:
-    """``None`` means every core Numba may use; larger requests are capped there."""
+    """``None`` means the threads Numba is set to use now (``numba.get_num_threads()``:
+    every core, unless the caller lowered it with ``numba.set_num_threads``); larger
+    requests are capped at the cores Numba may use."""
     available = numba.config.NUMBA_NUM_THREADS
     if n_threads is None:
-        return available
+        return numba.get_num_threads()
     n_threads = check_positive_int(n_threads, "n_threads")
     return min(n_threads, available)
 
@@ -44,6 +46,9 @@ def numba_threads(n_threads: int):
     calls no BLAS: threadpoolctl's library scan can cost more than a small kernel
     (benchmarks/README.md, "Figures behind the code's constants")."""
     previous = numba.get_num_threads()
+    if previous == n_threads:
+        yield
+        return
     numba.set_num_threads(n_threads)
     try:
         yield
@@ -52,7 +57,23 @@ def numba_threads(n_threads: int):
 
 
 @contextmanager
+def blas_threads(n_threads: int):
+    """Run BLAS on ``n_threads`` threads, then restore each library's count. Only the
+    libraries whose count differs are touched: ``ThreadpoolController.limit`` would
+    query and set all of them, which costs more than a search of one query."""
+    libraries = [lib for lib in _blas_controller().lib_controllers if lib.user_api == "blas"]
+    changed = [(lib, lib.num_threads) for lib in libraries if lib.num_threads != n_threads]
+    for lib, _ in changed:
+        lib.set_num_threads(n_threads)
+    try:
+        yield
+    finally:
+        for lib, previous in changed:
+            lib.set_num_threads(previous)
+
+
+@contextmanager
 def thread_limits(n_threads: int):
     """Run Numba kernels and BLAS on ``n_threads`` threads, then restore both."""
-    with numba_threads(n_threads), _blas_controller().limit(limits=n_threads, user_api="blas"):
+    with numba_threads(n_threads), blas_threads(n_threads):
         yield

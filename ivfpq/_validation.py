@@ -845,5 +845,10 @@ def canonical_metric(value, name: str = "metric", allowed=tuple(METRIC_ALIASES))
     ...
     ValueError: metric must be one of 'l2', 'ip' (or an alias: 'sqeuclidean', 'euclidean', 'inner_product', 'dot'), got 'cosine'
     """
+    # A known spelling is answered without the constraint machinery: estimators read
+    # their metric on every call, and a search can take a few microseconds.
+    canonical = _CANONICAL_METRIC.get(value) if isinstance(value, str) else None
+    if canonical is not None and canonical in allowed:
+        return canonical
     validate_params({name: value}, {name: [Metric(allowed)]})
     return _CANONICAL_METRIC[value]

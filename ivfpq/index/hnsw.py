@@ -18,7 +18,7 @@ import numpy as np
 
 from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, load_nested, register_format
-from .._threads import resolve_n_threads, thread_limits
+from .._threads import numba_threads, resolve_n_threads, thread_limits
 from .._validation import (
     Interval,
     Metric,
@@ -31,8 +31,9 @@ from .._validation import (
     check_random_state,
     validate_params,
 )
-from .._graph import HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes, pq_knn_search
-from ..kernels.ivf import rerank_exact
+from .._graph import (SERIAL_BELOW, HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes,
+                      pq_knn_search)
+from ..kernels.ivf import rerank_exact, rerank_exact_serial
 from ..quantize.pq import ProductQuantizer
 from ._memory import MemoryUsage, array_bytes, quantizer_bytes
 from .metrics import METRICS
@@ -392,30 +393,33 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
             )
         g = self._graph
         nq = Q.shape[0]
+        inner_product = self._metric == "ip"
         out_dist = np.empty((nq, k), dtype=np.float64)
         out_ids = np.empty((nq, k), dtype=np.int64)
-        with thread_limits(self._n_threads()):
+        with numba_threads(self._n_threads()):  # a graph search calls no BLAS
             if self.is_compressed:
                 width = ef if rescore else k
                 nodes, approx = pq_knn_search(g, self._codes, self._codebooks, self._codebooks_t, Q,
                                               width, ef)
             else:
                 Qg = Q
-                if self._metric == "ip":
+                if inner_product:
                     Qg = np.zeros((nq, self._width), dtype=np.float32)
                     Qg[:, : self.n_features_in_] = Q
                 nodes, approx = knn_search(g, Qg, k, ef)
                 rescore = True  # exact distances for the k found, sorted with ties by id
-            nodes64 = nodes.astype(np.int64)
-            labels = np.where(nodes64 >= 0, self._labels[np.maximum(nodes64, 0)], -1)
+            # Where a node is -1 its label is read from the last row and never used:
+            # the re-ranking skips those slots, and the copy below overwrites them.
+            labels = self._labels[nodes]
             if rescore:
                 raw = g.data if self._width == self.n_features_in_ else g.data[:, : self.n_features_in_]
-                rerank_exact(Q, nodes64, labels, raw, self._metric == "ip", out_dist, out_ids)
+                rerank = rerank_exact_serial if nq < SERIAL_BELOW else rerank_exact
+                rerank(Q, nodes, labels, raw, inner_product, out_dist, out_ids)
             else:
                 out_dist[:] = approx
-                out_ids[:] = labels
-        if self._metric == "ip":
-            out_dist = -out_dist
+                out_ids[:] = np.where(nodes >= 0, labels, -1)
+        if inner_product:
+            np.negative(out_dist, out=out_dist)
         return out_dist.astype(np.float32), out_ids
 
     # -- memory ------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import types
 import numpy as np
 from numba import get_thread_id, njit, prange
 
+from ._jit import copy_function
 from .heap import max_pop, max_push, min_pop, min_push
 
 __all__ = [
@@ -461,6 +462,10 @@ def knn_search(space, queries, links0, upper, upper_offset, entry, max_level, ef
         epochs[tid] = epoch
 
 
+# Parallel kernels also compiled serially, as ``<name>_serial``: a parallel region
+# wakes every worker thread, which costs as much as a search of one query.
+_SERIAL_TWINS = ("knn_search",)
+
 # name -> parallel?
 _TEMPLATES = {
     "greedy_descent": False,
@@ -488,7 +493,9 @@ def bind_distance(name, query_buffer, prepare_query, query_distance, pair_distan
     types.SimpleNamespace
         ``greedy_descent``, ``search_layer``, ``select_neighbours``, ``connect_node``,
         ``search_new_rows``, ``merge_reverse_edges``, ``knn_search``: jitted
-        (``cache=True``), with the space as their first argument.
+        (``cache=True``), with the space as their first argument; and
+        ``knn_search_serial``, ``knn_search`` on the calling thread only (for a few
+        queries).
 
     Notes
     -----
@@ -505,10 +512,11 @@ def bind_distance(name, query_buffer, prepare_query, query_distance, pair_distan
                  query_distance=query_distance, pair_distance=pair_distance)
     bound = {}
     for kernel, parallel in _TEMPLATES.items():
-        template = globals()[kernel]
-        fn = types.FunctionType(template.__code__, scope, kernel, template.__defaults__)
-        fn.__qualname__ = f"{name}.{kernel}"
-        fn.__doc__ = template.__doc__
+        fn = copy_function(globals()[kernel], scope, kernel, f"{name}.{kernel}")
         jitted = njit(cache=True, parallel=True)(fn) if parallel else njit(cache=True)(fn)
         scope[kernel] = bound[kernel] = jitted
+    for kernel in _SERIAL_TWINS:
+        serial = kernel + "_serial"
+        bound[serial] = njit(cache=True)(copy_function(globals()[kernel], scope, serial,
+                                                       f"{name}.{serial}"))
     return types.SimpleNamespace(**bound)

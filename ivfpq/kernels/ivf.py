@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ._jit import serial_twin
 from .heap import heap_sort, heap_sort_rows, sift_down, sift_down_rows, worse
 
 # Reassociation lets LLVM vectorise the distance sums (the float64 sum of float32
@@ -25,6 +26,7 @@ __all__ = [
     "ivf_topk_probes",
     "ivf_pq_search",
     "rerank_exact",
+    "rerank_exact_serial",
     "query_tables",
     "TABLE_PER_QUERY",
     "TABLE_PRECOMPUTED",
@@ -258,6 +260,9 @@ def rerank_exact(Q, cand_rows, cand_ids, raw, inner_product, out_dist, out_ids):
             if worse(dist[0], ids[0], acc, cand_ids[qi, c]):
                 sift_down(dist, ids, k, acc, cand_ids[qi, c])
         heap_sort(dist, ids)
+
+
+rerank_exact_serial = serial_twin(rerank_exact, fastmath=SAFE_FASTMATH)
 
 
 @njit(parallel=True, cache=True, fastmath=SAFE_FASTMATH)

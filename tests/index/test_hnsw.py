@@ -56,6 +56,18 @@ def test_results_do_not_depend_on_threads_or_batching(data):
     assert recall(parts.search(Q, 10)[1], ground_truth(X, Q, 10)[1], 10) > 0.95
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_one_query_at_a_time_equals_the_batch(data, metric):
+    X, Q = data
+    index = HNSW(M=8, ef_construction=48, metric=metric, random_state=2)
+    index.add(X)
+    dist, ids = index.search(Q, 5)
+    for q in range(0, len(Q), 9):
+        one_dist, one_ids = index.search(Q[q:q + 1], 5)
+        np.testing.assert_array_equal(one_ids[0], ids[q])
+        np.testing.assert_array_equal(one_dist[0], dist[q])
+
+
 def test_custom_ids(data):
     X, Q = data
     index = HNSW(M=8, ef_construction=32, random_state=0)

@@ -193,3 +193,29 @@ def test_raw_build_does_not_depend_on_threads(blobs):
             numba.set_num_threads(previous)
     np.testing.assert_array_equal(graphs[0].links0, graphs[1].links0)
     np.testing.assert_array_equal(graphs[0].upper, graphs[1].upper)
+
+
+def test_serial_knn_search_equals_the_parallel_one(blobs):
+    data, queries = blobs
+    graph = _graph.build_graph(data, M=8, ef_construction=48, seed=0)
+    results = []
+    for kernel in (hnsw.KERNELS.knn_search, hnsw.KERNELS.knn_search_serial):
+        out_i = np.full((len(queries), 10), -1, dtype=np.int32)
+        out_d = np.full((len(queries), 10), np.inf, dtype=np.float32)
+        visited, epochs = graph.scratch()
+        kernel(graph.data, queries, graph.links0, graph.upper, graph.upper_offset,
+               graph.entry_point, graph.max_level, 64, out_i, out_d, visited, epochs, 4)
+        results.append((out_i, out_d))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_knn_search_of_few_queries_equals_a_batch(blobs):
+    data, queries = blobs
+    graph = _graph.build_graph(data, M=8, ef_construction=48, seed=0)
+    batch_ids, batch_d = _graph.knn_search(graph, queries, k=5, ef=32)
+    assert len(queries) >= _graph.SERIAL_BELOW  # the batch takes the parallel kernel
+    for q in range(0, len(queries), 7):
+        ids, dist = _graph.knn_search(graph, queries[q:q + 1], k=5, ef=32)
+        np.testing.assert_array_equal(ids[0], batch_ids[q])
+        np.testing.assert_array_equal(dist[0], batch_d[q])
