@@ -155,9 +155,10 @@ def _n_chunks(count, min_per_chunk=4):
     return int(max(1, min(count // min_per_chunk, 8 * threads)) if count else 0)
 
 
-def _new_rows(graph, kernels, space, vectors, nodes, ef_construction, seed_from_rows):
+def _new_rows(graph, kernels, space, vectors, nodes, ef_construction, seed_from_rows, n_mates=0):
     """Phase 1 for ``nodes`` (raw vectors ``vectors``, aligned): their new rows,
-    computed against the current graph, then written to it."""
+    computed against the current graph and, with ``n_mates``, each node's nearest
+    nodes of the batch; then written to the graph."""
     node_levels = graph.levels[nodes]
     new_offset = np.zeros(nodes.size, dtype=np.int64)
     if nodes.size > 1:
@@ -168,7 +169,7 @@ def _new_rows(graph, kernels, space, vectors, nodes, ef_construction, seed_from_
     with _serial_below(nodes.size):
         kernels.search_new_rows(space, vectors, graph.links0, graph.upper, graph.upper_offset,
                                 graph.levels, nodes, graph.entry_point, graph.max_level,
-                                seed_from_rows, ef_construction, new0, new_upper, new_offset,
+                                seed_from_rows, ef_construction, n_mates, new0, new_upper, new_offset,
                                 visited, epochs, _n_chunks(nodes.size))
     commit_rows(graph.links0, graph.upper, graph.upper_offset, graph.levels, nodes,
                 new0, new_upper, new_offset)
@@ -197,7 +198,7 @@ def _insert(graph, kernels, space, nodes, vectors_of, ef_construction, batch_fra
         size = int(min(max_batch, max(1, int(graph.n_linked * batch_fraction)), nodes.size - start))
         batch = nodes[start:start + size]
         _new_rows(graph, kernels, space, vectors_of(start, start + size), batch, ef_construction,
-                  False)
+                  False, graph.M)
         _add_reverse_edges(graph, kernels, space, batch)
         batch_levels = graph.levels[batch]
         if int(batch_levels.max()) > graph.max_level:
@@ -213,9 +214,11 @@ def insert_nodes(graph, nodes, ef_construction=64, batch_fraction=0.1, max_batch
     """Link ``nodes`` (ids of rows of ``graph.data`` not linked yet) into ``graph``.
 
     Batches grow with the graph: each holds at most ``batch_fraction`` of the nodes
-    already linked (at least one, at most ``max_batch``), so that a new node rarely
-    misses a neighbour from its own batch. A batch node of a level above the graph's
-    becomes the entry point.
+    already linked (at least one, at most ``max_batch``). A new node chooses its
+    neighbours among the graph's nodes found by its search and its ``M`` nearest
+    nodes of its own batch (found by brute force), so that points inserted together
+    still link to each other. A batch node of a level above the graph's becomes the
+    entry point.
 
     Parameters
     ----------

@@ -28,8 +28,9 @@ the *distance*:
 is pynndescent's factories, which build search functions around a jitted metric).
 
 The build is parallel and deterministic: nodes are inserted in batches; within a
-batch each new node searches the graph as it stood before the batch (read-only) and
-writes only its own rows (:func:`search_new_rows`); then the reverse edges are
+batch each new node searches the graph as it stood before the batch (read-only),
+adds its nearest nodes of the batch itself to the candidates (the graph cannot lead
+to them yet) and writes only its own rows (:func:`search_new_rows`); then the reverse edges are
 grouped by target node (:func:`reverse_edges`, :func:`group_starts`) and each target
 merges its new edges, with the heuristic when its row overflows
 (:func:`merge_reverse_edges`). The result does not depend on the number of threads.
@@ -43,7 +44,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from ._jit import copy_function
-from .heap import max_pop, max_push, min_pop, min_push
+from .heap import heap_init, heap_push, heap_sort, max_pop, max_push, min_pop, min_push, worse
 
 __all__ = [
     "EMPTY",
@@ -302,9 +303,45 @@ def select_neighbours(space, cand_i, cand_d, n_cand, limit, out):
     return kept
 
 
-def connect_node(space, query, links0, upper, upper_offset, node, node_level, entry, max_level,
-                 seed_from_rows, ef_construction, out0, out_upper, visited, epoch,
-                 cand_d, cand_i, res_d, res_i, seeds):
+def merge_candidates(res_i, res_d, n_res, mates_i, mates_d, levels, layer, out_i, out_d):
+    """Merge two candidate lists sorted nearest first (ties by id) into ``out``: the
+    beam ``res[:n_res]`` and the batch mates of ``mates`` (padded with -1) whose level
+    reaches ``layer``. Returns the merged count."""
+    a = 0
+    b = 0
+    n = 0
+    n_mates = mates_i.shape[0]
+    while True:
+        while b < n_mates and mates_i[b] >= 0 and levels[mates_i[b]] < layer:
+            b += 1
+        has_b = b < n_mates and mates_i[b] >= 0
+        if a < n_res and (not has_b or not worse(res_d[a], res_i[a], mates_d[b], mates_i[b])):
+            out_i[n] = res_i[a]
+            out_d[n] = res_d[a]
+            a += 1
+        elif has_b:
+            out_i[n] = mates_i[b]
+            out_d[n] = mates_d[b]
+            b += 1
+        else:
+            return n
+        n += 1
+
+
+def nearest_mates(space, query, node, batch, mates_i, mates_d):
+    """The ``len(mates_i)`` nodes of ``batch`` nearest to ``query`` (``node``'s own
+    vector, prepared), ``node`` excluded, nearest first; -1 pads."""
+    heap_init(mates_d, mates_i)
+    for q in range(batch.shape[0]):
+        other = batch[q]
+        if other != node:
+            heap_push(mates_d, mates_i, query_distance(space, other, query), other)  # noqa: F821 (bound)
+    heap_sort(mates_d, mates_i)
+
+
+def connect_node(space, query, links0, upper, upper_offset, levels, node, node_level, entry,
+                 max_level, seed_from_rows, ef_construction, out0, out_upper, visited, epoch,
+                 cand_d, cand_i, res_d, res_i, seeds, mates_i, mates_d, merged_i, merged_d):
     """Search the graph for ``node``'s neighbours on each of its layers and select them
     with the heuristic; write them to ``out0`` (bottom row) and ``out_upper`` (rows of
     layers 1..node_level), not to the graph.
@@ -312,8 +349,13 @@ def connect_node(space, query, links0, upper, upper_offset, node, node_level, en
     ``query`` is the node's own vector, prepared. Insertion descends from ``entry``.
     With ``seed_from_rows`` (repair of a node that moved) each layer's search is
     seeded with the node's current row there instead, falling back to ``entry`` when
-    the row is empty. ``seeds`` is int32 scratch of the width of ``links0``. Returns
-    the next epoch.
+    the row is empty. ``seeds`` is int32 scratch of the width of ``links0``.
+
+    ``mates_i``/``mates_d`` (nearest first, -1 padded; may be empty) are the node's
+    nearest nodes of its own batch, which the graph does not hold yet: each layer's
+    heuristic chooses from the beam and the mates of that layer together, so that
+    points inserted together still link to each other. ``merged_i``/``merged_d`` are
+    scratch of length ``ef_construction + len(mates_i)``. Returns the next epoch.
     """
     ep = entry
     if not seed_from_rows:
@@ -338,7 +380,12 @@ def connect_node(space, query, links0, upper, upper_offset, node, node_level, en
                                 ef_construction, 0, visited, epoch, cand_d, cand_i, res_d, res_i)
         epoch += 1
         out = out0 if layer == 0 else out_upper[layer - 1]
-        kept = select_neighbours(space, res_i, res_d, n_res, out.shape[0], out)
+        if mates_i.shape[0] > 0:
+            n_merged = merge_candidates(res_i, res_d, n_res, mates_i, mates_d, levels, layer,
+                                        merged_i, merged_d)
+            kept = select_neighbours(space, merged_i, merged_d, n_merged, out.shape[0], out)
+        else:
+            kept = select_neighbours(space, res_i, res_d, n_res, out.shape[0], out)
         if seed_from_rows:
             # A repaired row keeps its old neighbours while it has room: dropping them
             # could leave a node that only this row linked to unreachable.
@@ -360,28 +407,37 @@ def connect_node(space, query, links0, upper, upper_offset, node, node_level, en
 
 
 def search_new_rows(space, vectors, links0, upper, upper_offset, levels, nodes, entry, max_level,
-                    seed_from_rows, ef_construction, new0, new_upper, new_upper_offset,
+                    seed_from_rows, ef_construction, n_mates, new0, new_upper, new_upper_offset,
                     visited_all, epochs, n_chunks):
     """Phase 1 of a batch: node ``nodes[p]`` (raw vector ``vectors[p]``) searches the
     current graph (read-only) for its rows and writes them to ``new0[p]`` and
-    ``new_upper[new_upper_offset[p]:...]``. Chunks of nodes run in parallel."""
+    ``new_upper[new_upper_offset[p]:...]``; its ``n_mates`` nearest nodes of the batch
+    are candidates too (0: none). Chunks of nodes run in parallel."""
     n = links0.shape[0]
     count = nodes.shape[0]
+    n_mates = min(n_mates, count - 1)
     for chunk in prange(n_chunks):
         lo, hi = chunk_bounds(chunk, count, n_chunks)
         tid, visited, epoch, cand_d, cand_i, res_d, res_i = thread_scratch(
             visited_all, epochs, n, ef_construction)
         buffer = query_buffer(space)  # noqa: F821 (bound)
         seeds = np.empty(max(links0.shape[1], 1), dtype=np.int32)
+        mates_i = np.empty(max(n_mates, 0), dtype=np.int32)
+        mates_d = np.empty(max(n_mates, 0), dtype=np.float32)
+        merged_i = np.empty(ef_construction + 2 + max(n_mates, 0), dtype=np.int32)
+        merged_d = np.empty(ef_construction + 2 + max(n_mates, 0), dtype=np.float32)
         for p in range(lo, hi):
             node = nodes[p]
             lv = levels[node]
             o = new_upper_offset[p]
             out_upper = new_upper[o:o + lv]
             query = prepare_query(space, vectors[p], buffer)  # noqa: F821 (bound)
-            epoch = connect_node(space, query, links0, upper, upper_offset, node, lv, entry,
+            if n_mates > 0:
+                nearest_mates(space, query, node, nodes, mates_i, mates_d)
+            epoch = connect_node(space, query, links0, upper, upper_offset, levels, node, lv, entry,
                                  max_level, seed_from_rows, ef_construction, new0[p], out_upper,
-                                 visited, epoch, cand_d, cand_i, res_d, res_i, seeds)
+                                 visited, epoch, cand_d, cand_i, res_d, res_i, seeds, mates_i,
+                                 mates_d, merged_i, merged_d)
         epochs[tid] = epoch
 
 
@@ -471,6 +527,8 @@ _TEMPLATES = {
     "greedy_descent": False,
     "search_layer": False,
     "select_neighbours": False,
+    "merge_candidates": False,
+    "nearest_mates": False,
     "connect_node": False,
     "search_new_rows": True,
     "merge_reverse_edges": True,

@@ -219,3 +219,14 @@ def test_knn_search_of_few_queries_equals_a_batch(blobs):
         ids, dist = _graph.knn_search(graph, queries[q:q + 1], k=5, ef=32)
         np.testing.assert_array_equal(ids[0], batch_ids[q])
         np.testing.assert_array_equal(dist[0], batch_d[q])
+
+
+def test_nodes_inserted_in_one_batch_link_to_each_other():
+    # Node 0 is far away; 1 and 2 arrive in one batch and cannot find each other in
+    # the graph (which holds only node 0), so only the batch mates can link them.
+    data = np.array([[100.0, 0.0], [0.0, 0.0], [0.1, 0.0], [50.0, 0.0]], dtype=np.float32)
+    graph = _graph.empty_graph(data, np.zeros(4, dtype=np.int32), M=2)
+    _graph.insert_nodes(graph, np.array([0, 1, 2, 3]), ef_construction=8, batch_fraction=10.0)
+    assert graph.neighbours(1)[0] == 2
+    assert graph.neighbours(2)[0] == 1
+    assert 3 in graph.neighbours(0)
