@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import numba
 import numpy as np
 
 from .kernels.hnsw import KERNELS as _raw
@@ -75,8 +76,6 @@ class HNSWGraph:
 
     def scratch(self):
         """Per-thread visited marks and epochs for the search kernels (kept between calls)."""
-        import numba
-
         threads = numba.config.NUMBA_NUM_THREADS
         if self._visited is None or self._visited.shape != (threads, self.n_nodes):
             self._visited = np.zeros((threads, self.n_nodes), dtype=np.int32)
@@ -130,8 +129,6 @@ PARALLEL_MIN_NODES = 512
 @contextmanager
 def _serial_below(count, minimum=PARALLEL_MIN_NODES):
     """Run the Numba kernels inside on one thread when ``count`` is below ``minimum``."""
-    import numba
-
     if count >= minimum:
         yield
         return
@@ -149,8 +146,6 @@ SERIAL_BELOW = 32
 
 
 def _n_chunks(count, min_per_chunk=4):
-    import numba
-
     threads = numba.get_num_threads()
     return int(max(1, min(count // min_per_chunk, 8 * threads)) if count else 0)
 
@@ -323,13 +318,17 @@ def repair_nodes(graph, nodes, ef_construction=64):
 
 
 def _search(graph, kernels, space, queries, width, ef, min_per_chunk):
-    out_i = np.full((queries.shape[0], width), -1, dtype=np.int32)
-    out_d = np.full((queries.shape[0], width), np.inf, dtype=np.float32)
-    if graph.n_linked == 0 or graph.entry_point < 0 or queries.shape[0] == 0:
-        return out_i, out_d
+    nq = queries.shape[0]
+    if graph.n_linked == 0 or graph.entry_point < 0 or nq == 0:
+        return (np.full((nq, width), -1, dtype=np.int32),
+                np.full((nq, width), np.inf, dtype=np.float32))
+    out_i = np.empty((nq, width), dtype=np.int32)
+    out_d = np.empty((nq, width), dtype=np.float32)
     visited, epochs = graph.scratch()
-    n_chunks = _n_chunks(queries.shape[0], min_per_chunk)
-    search = kernels.knn_search_serial if queries.shape[0] < SERIAL_BELOW else kernels.knn_search
+    if nq < SERIAL_BELOW:
+        search, n_chunks = kernels.knn_search_serial, 1
+    else:
+        search, n_chunks = kernels.knn_search, _n_chunks(nq, min_per_chunk)
     search(space, queries, graph.links0, graph.upper, graph.upper_offset, graph.entry_point,
            graph.max_level, max(ef, width), out_i, out_d, visited, epochs, n_chunks)
     return out_i, out_d

@@ -14,6 +14,8 @@ re-score the beam with exact distances.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from .._base import MetricMixin, ParamsMixin
@@ -396,7 +398,9 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
         inner_product = self._metric == "ip"
         out_dist = np.empty((nq, k), dtype=np.float64)
         out_ids = np.empty((nq, k), dtype=np.int64)
-        with numba_threads(self._n_threads()):  # a graph search calls no BLAS
+        # A graph search calls no BLAS; n_threads=None keeps the caller's Numba setting.
+        threads = nullcontext() if self.n_threads is None else numba_threads(self._n_threads())
+        with threads:
             if self.is_compressed:
                 width = ef if rescore else k
                 nodes, approx = pq_knn_search(g, self._codes, self._codebooks, self._codebooks_t, Q,

@@ -492,7 +492,7 @@ def knn_search(space, queries, links0, upper, upper_offset, entry, max_level, ef
     ``ef`` (at least that width) on the bottom layer, after a greedy descent through
     the upper layers from ``entry``.
 
-    ``out_i`` / ``out_d`` come pre-filled with -1 / inf; results are nearest first.
+    Results are nearest first; the slots beyond the nodes found get -1 / inf.
     Chunks of queries run in parallel.
     """
     n = links0.shape[0]
@@ -515,6 +515,9 @@ def knn_search(space, queries, links0, upper, upper_offset, entry, max_level, ef
             for t in range(min(width, n_res)):
                 out_i[q, t] = res_i[t]
                 out_d[q, t] = res_d[t]
+            for t in range(n_res, width):
+                out_i[q, t] = EMPTY
+                out_d[q, t] = np.inf
         epochs[tid] = epoch
 
 
