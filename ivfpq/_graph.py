@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
+from ._threads import SERIAL_BELOW
 from .kernels.hnsw import KERNELS as _raw
 from .kernels.hnsw_pq import KERNELS as _pq
 from .kernels.graph import EMPTY, commit_rows, group_starts, reverse_edges
@@ -32,7 +33,6 @@ __all__ = [
     "pq_insert_nodes",
     "pq_knn_search",
     "PARALLEL_MIN_NODES",
-    "SERIAL_BELOW",
 ]
 
 
@@ -138,11 +138,6 @@ def _serial_below(count, minimum=PARALLEL_MIN_NODES):
         yield
     finally:
         numba.set_num_threads(previous)
-
-
-# Searches of fewer queries than this run on the calling thread (the kernels'
-# ``*_serial`` twins): one chunk of work does not pay for waking the worker threads.
-SERIAL_BELOW = 32
 
 
 def _n_chunks(count, min_per_chunk=4):

@@ -321,7 +321,8 @@ class KMeans(_BaseKMeans, Persistable):
     verbose : bool, default=False
         Show a progress bar with the inertia and the fraction of points that moved.
     n_threads : int or None, default=None
-        Threads for the kernels and BLAS; None uses every core. Results do not
+        Threads for the kernels and BLAS; None follows Numba's setting (every core unless
+        ``numba.set_num_threads`` lowered it). Results do not
         depend on it.
     M : int, default=16
         "mop" only: graph degree (``2*M`` neighbours on the bottom layer).

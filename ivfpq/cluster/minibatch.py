@@ -91,7 +91,8 @@ class MiniBatchKMeans(_BaseKMeans):
         "cosine": spherical mini-batch k-means: rows are L2-normalised, centroids
         kept at unit norm and ``inertia_`` is the sum of cosine distances ``1 - cos``.
     n_threads : int or None, default=None
-        Threads for the kernels and BLAS; None uses every core.
+        Threads for the kernels and BLAS; None follows Numba's setting (every core unless
+        ``numba.set_num_threads`` lowered it).
     cold_start : {"two-level", "graph"}, default="two-level"
         "mop" only: the search structure. "two-level" scores each row against groups
         of centroids, then the centroids of its nearest group; "graph" searches an

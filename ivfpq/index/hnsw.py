@@ -20,7 +20,7 @@ import numpy as np
 
 from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, load_nested, register_format
-from .._threads import numba_threads, resolve_n_threads, thread_limits
+from .._threads import SERIAL_BELOW, numba_threads, resolve_n_threads, thread_limits
 from .._validation import (
     Interval,
     Metric,
@@ -33,8 +33,7 @@ from .._validation import (
     check_random_state,
     validate_params,
 )
-from .._graph import (SERIAL_BELOW, HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes,
-                      pq_knn_search)
+from .._graph import HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes, pq_knn_search
 from ..kernels.ivf import rerank_exact, rerank_exact_serial
 from ..quantize.pq import ProductQuantizer
 from ._memory import MemoryUsage, array_bytes, quantizer_bytes
@@ -87,7 +86,8 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
     random_state : int or None, default=None
         Seed of the random node levels, the only randomness of the build.
     n_threads : int or None, default=None
-        Threads for adding and searching; None uses every core. The graph and the
+        Threads for adding and searching; None follows Numba's setting (every core unless
+        ``numba.set_num_threads`` lowered it). The graph and the
         results do not depend on it.
 
     Attributes

@@ -12,7 +12,7 @@ import numpy as np
 from .. import _faiss
 from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, load_nested, register_format
-from .._threads import resolve_n_threads, thread_limits
+from .._threads import SERIAL_BELOW, resolve_n_threads, search_threads, thread_limits
 from .._validation import (
     Interval,
     Metric,
@@ -32,10 +32,14 @@ from ..kernels.ivf import (
     TABLE_PER_QUERY,
     TABLE_PRECOMPUTED,
     ivf_flat_search,
+    ivf_flat_search_serial,
     ivf_pq_search,
+    ivf_pq_search_serial,
     ivf_topk_probes,
+    ivf_topk_probes_serial,
     query_tables,
     rerank_exact,
+    rerank_exact_serial,
 )
 from .._graph import build_graph, knn_search
 from ..quantize.pq import CODEBOOKS, ProductQuantizer
@@ -124,7 +128,8 @@ class CoarseQuantizer:
             scores = Q[start:stop] @ ct
             if self.metric == "l2":
                 scores += self._c_sq
-            ivf_topk_probes(scores, nprobe, out[start:stop], scores_out[start:stop])
+            select = ivf_topk_probes if stop - start >= SERIAL_BELOW else ivf_topk_probes_serial
+            select(scores, nprobe, out[start:stop], scores_out[start:stop])
         if not with_scores:
             return out
         if self.metric == "l2":
@@ -418,8 +423,9 @@ class IVFFlat(_IVFBase):
     random_state : int or None, default=None
         Seed of the training sample and the k-means initialisation.
     n_threads : int or None, default=None
-        Threads for training, adding and searching; None uses every core.
-        Results do not depend on it.
+        Threads for training, adding and searching; None follows Numba's setting
+        (every core unless ``numba.set_num_threads`` lowered it). Results do not
+        depend on it.
 
     Attributes
     ----------
@@ -507,12 +513,11 @@ class IVFFlat(_IVFBase):
         dist = np.empty((Q.shape[0], k), dtype=np.float64)
         ids = np.empty((Q.shape[0], k), dtype=np.int64)
         lists = self._lists
-        with thread_limits(self._n_threads()):
+        scan = ivf_flat_search if Q.shape[0] >= SERIAL_BELOW else ivf_flat_search_serial
+        with search_threads(self._n_threads()):
             probes = self._quantizer.probes(Q, nprobe)
-            ivf_flat_search(
-                Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
-                self._metric == "ip", dist, ids,
-            )
+            scan(Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
+                 self._metric == "ip", dist, ids)
         return self._finish(dist, ids)
 
     def reconstruct(self, id_):
@@ -934,7 +939,10 @@ class IVFPQ(_IVFBase):
         out_ids = np.empty((nq, k), dtype=np.int64)
         lists = self._lists
         block = max(1, _QUERY_TABLE_BYTES // (M * K * 4))
-        with thread_limits(self._n_threads()):
+        few = nq < SERIAL_BELOW
+        scan = ivf_pq_search_serial if few else ivf_pq_search
+        rerank = rerank_exact_serial if few else rerank_exact
+        with search_threads(self._n_threads()):
             for start in range(0, nq, block):
                 stop = min(nq, start + block)
                 Qb = Q[start:stop]
@@ -945,14 +953,12 @@ class IVFPQ(_IVFBase):
                 dist = np.empty((stop - start, kk), dtype=np.float64)
                 ids = np.empty((stop - start, kk), dtype=np.int64)
                 rows = np.empty((stop - start, kk), dtype=np.int64)
-                ivf_pq_search(
-                    probes, coarse, tables, self._list_tables, self.centroids_, self._codebooks,
-                    Qb, self._mode, lists.data["codes"], lists.ids, lists.offsets, lists.sizes,
-                    dist, ids, rows,
-                )
+                scan(probes, coarse, tables, self._list_tables, self.centroids_, self._codebooks,
+                     Qb, self._mode, lists.data["codes"], lists.ids, lists.offsets, lists.sizes,
+                     dist, ids, rows)
                 if refine:
-                    rerank_exact(Qb, rows, ids, lists.data["vectors"], self._metric == "ip",
-                                 out_dist[start:stop], out_ids[start:stop])
+                    rerank(Qb, rows, ids, lists.data["vectors"], self._metric == "ip",
+                           out_dist[start:stop], out_ids[start:stop])
                 else:
                     out_dist[start:stop] = dist
                     out_ids[start:stop] = ids

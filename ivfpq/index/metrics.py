@@ -36,7 +36,8 @@ def ground_truth(base, queries, k, metric="l2", *, block_rows=None, n_threads=No
     block_rows : int, optional
         Base rows per block (default: about 16 MB of float64 distances per block).
     n_threads : int or None
-        Threads for BLAS and the selection kernel; None uses every core.
+        Threads for BLAS and the selection kernel; None follows Numba's setting
+        (every core unless ``numba.set_num_threads`` lowered it).
 
     Returns
     -------

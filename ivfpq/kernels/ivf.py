@@ -27,6 +27,9 @@ __all__ = [
     "ivf_pq_search",
     "rerank_exact",
     "rerank_exact_serial",
+    "ivf_flat_search_serial",
+    "ivf_pq_search_serial",
+    "ivf_topk_probes_serial",
     "query_tables",
     "TABLE_PER_QUERY",
     "TABLE_PRECOMPUTED",
@@ -79,14 +82,15 @@ def compact_lists(pool, offsets, sizes, keep):
                 w += 1
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def ivf_topk_probes(scores, nprobe, probes, probe_scores):
     """probes[q] = the ``nprobe`` columns of ``scores[q]`` with the smallest values, best
-    first (ties to the lower column); ``probe_scores[q]`` their values."""
+    first (ties to the lower column); ``probe_scores[q]`` their values. Queries run in
+    parallel."""
     nq, nlist = scores.shape
-    dist = np.empty(nprobe, dtype=np.float64)
-    ids = np.empty(nprobe, dtype=np.int64)
-    for q in range(nq):
+    for q in prange(nq):
+        dist = np.empty(nprobe, dtype=np.float64)
+        ids = np.empty(nprobe, dtype=np.int64)
         dist[:] = np.inf
         ids[:] = -1
         for c in range(nlist):
@@ -263,6 +267,9 @@ def rerank_exact(Q, cand_rows, cand_ids, raw, inner_product, out_dist, out_ids):
 
 
 rerank_exact_serial = serial_twin(rerank_exact, fastmath=SAFE_FASTMATH)
+ivf_flat_search_serial = serial_twin(ivf_flat_search, fastmath=SAFE_FASTMATH)
+ivf_pq_search_serial = serial_twin(ivf_pq_search)
+ivf_topk_probes_serial = serial_twin(ivf_topk_probes)
 
 
 @njit(parallel=True, cache=True, fastmath=SAFE_FASTMATH)

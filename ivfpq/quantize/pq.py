@@ -113,7 +113,8 @@ class ProductQuantizer(MetricMixin, ParamsMixin, Persistable):
         Makes subsampling and initialisation reproducible.
     n_threads : int or None, default=None
         Threads for the kernels (encode, decode, tables, search, 1-D and tile fits);
-        None uses every core. k-means in sub-spaces of several dimensions runs one
+        None follows Numba's setting (every core unless
+        ``numba.set_num_threads`` lowered it). k-means in sub-spaces of several dimensions runs one
         thread per sub-space, as these problems are small. Results do not depend on it.
 
     Attributes

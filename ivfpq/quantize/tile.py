@@ -107,7 +107,8 @@ class TileEncoder(ParamsMixin, Persistable):
     random_state : int, Generator, RandomState or None, default=None
         Chooses the sampled rows.
     n_threads : int or None, default=None
-        Threads for the kernels; None uses every core. Results do not depend on it.
+        Threads for the kernels; None follows Numba's setting (every core unless
+        ``numba.set_num_threads`` lowered it). Results do not depend on it.
 
     Attributes
     ----------

@@ -326,3 +326,23 @@ def test_graph_coarse_quantizer(clustered):
         IVFFlat(nlist=4, metric="ip", quantizer="hnsw").train(X)
     with pytest.raises(ValueError, match="quantizer must be one of"):
         IVFFlat(nlist=4, quantizer="graph").train(X)
+
+
+@pytest.mark.parametrize("kind", ["flat", "pq"])
+def test_one_query_at_a_time_equals_the_batch_ivf(kind):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 16)).astype(np.float32)
+    Q = rng.standard_normal((40, 16)).astype(np.float32)
+    if kind == "flat":
+        index = IVFFlat(nlist=32, random_state=0)
+        search = lambda q: index.search(q, 5, nprobe=4)  # noqa: E731
+    else:
+        index = IVFPQ(nlist=32, M=4, keep_raw=True, random_state=0)
+        search = lambda q: index.search(q, 5, nprobe=4, refine=2)  # noqa: E731
+    index.train(X)
+    index.add(X)
+    dist, ids = search(Q)  # 40 queries: the parallel kernels
+    for q in range(0, len(Q), 6):
+        one_dist, one_ids = search(Q[q:q + 1])  # one query: the serial twins
+        np.testing.assert_array_equal(one_ids[0], ids[q])
+        np.testing.assert_array_equal(one_dist[0], dist[q])

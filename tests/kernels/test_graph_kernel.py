@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ivfpq import _graph
+from ivfpq._threads import SERIAL_BELOW
 from ivfpq.kernels import hnsw, hnsw_pq
 from ivfpq.kernels.graph import group_starts, reverse_edges
 from ivfpq.quantize.pq import ProductQuantizer
@@ -214,7 +215,7 @@ def test_knn_search_of_few_queries_equals_a_batch(blobs):
     data, queries = blobs
     graph = _graph.build_graph(data, M=8, ef_construction=48, seed=0)
     batch_ids, batch_d = _graph.knn_search(graph, queries, k=5, ef=32)
-    assert len(queries) >= _graph.SERIAL_BELOW  # the batch takes the parallel kernel
+    assert len(queries) >= SERIAL_BELOW  # the batch takes the parallel kernel
     for q in range(0, len(queries), 7):
         ids, dist = _graph.knn_search(graph, queries[q:q + 1], k=5, ef=32)
         np.testing.assert_array_equal(ids[0], batch_ids[q])
