@@ -167,7 +167,8 @@ def _warm_up_race(X, Q):
                algorithm=algorithm, random_state=0).fit(rows)
     index = _index_on(rows[:k])
     index.add(rows)
-    index.search(Q[:8], 10, nprobe=2)
+    index.search(Q[:8], 10, nprobe=2)  # a few queries: the serial kernels
+    index.search(Q[:64], 10, nprobe=2)  # a batch: the parallel ones
     ground_truth(rows, Q[:8], 10)
 
 
