@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import numba
 import numpy as np
 
-from ._threads import SERIAL_BELOW
+from .kernels._jit import for_queries
 from .kernels.hnsw import KERNELS as _raw
 from .kernels.hnsw_pq import KERNELS as _pq
 from .kernels.graph import EMPTY, commit_rows, group_starts, reverse_edges
@@ -320,12 +320,10 @@ def _search(graph, kernels, space, queries, width, ef, min_per_chunk):
     out_i = np.empty((nq, width), dtype=np.int32)
     out_d = np.empty((nq, width), dtype=np.float32)
     visited, epochs = graph.scratch()
-    if nq < SERIAL_BELOW:
-        search, n_chunks = kernels.knn_search_serial, 1
-    else:
-        search, n_chunks = kernels.knn_search, _n_chunks(nq, min_per_chunk)
+    search = for_queries(kernels.knn_search, nq)
     search(space, queries, graph.links0, graph.upper, graph.upper_offset, graph.entry_point,
-           graph.max_level, max(ef, width), out_i, out_d, visited, epochs, n_chunks)
+           graph.max_level, max(ef, width), out_i, out_d, visited, epochs,
+           _n_chunks(nq, min_per_chunk))
     return out_i, out_d
 
 

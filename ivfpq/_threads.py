@@ -15,15 +15,10 @@ import numba
 
 from ._validation import check_positive_int
 
-__all__ = ["SERIAL_BELOW", "resolve_n_threads", "numba_threads", "blas_threads", "search_threads",
+__all__ = ["resolve_n_threads", "numba_threads", "blas_threads", "search_threads",
            "thread_limits"]
 
 _controller = None
-
-# Searches of fewer queries than this run on the calling thread (the kernels'
-# ``*_serial`` twins, see :func:`ivfpq.kernels._jit.serial_twin`): a parallel region
-# wakes every worker thread, which costs more than such a search.
-SERIAL_BELOW = 32
 
 
 def resolve_n_threads(n_threads) -> int:

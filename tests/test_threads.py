@@ -55,9 +55,10 @@ def test_thread_limits_restore_after_an_error():
     assert _blas_counts() == before
 
 
-def test_search_leaves_the_callers_thread_count(one_numba_thread):
+def test_an_index_with_default_threads_runs_on_the_callers_count(one_numba_thread):
     rng = np.random.default_rng(0)
     index = HNSW(M=8, ef_construction=32, random_state=0)
+    assert index._n_threads() == 1
     index.add(rng.standard_normal((300, 8)).astype(np.float32))
     index.search(rng.standard_normal((40, 8)).astype(np.float32), 3)
     assert numba.get_num_threads() == 1

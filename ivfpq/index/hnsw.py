@@ -20,7 +20,7 @@ import numpy as np
 
 from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, load_nested, register_format
-from .._threads import SERIAL_BELOW, numba_threads, resolve_n_threads, thread_limits
+from .._threads import numba_threads, resolve_n_threads, thread_limits
 from .._validation import (
     Interval,
     Metric,
@@ -34,7 +34,8 @@ from .._validation import (
     validate_params,
 )
 from .._graph import HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes, pq_knn_search
-from ..kernels.ivf import rerank_exact, rerank_exact_serial
+from ..kernels._jit import for_queries
+from ..kernels.ivf import rerank_exact
 from ..quantize.pq import ProductQuantizer
 from ._memory import MemoryUsage, array_bytes, quantizer_bytes
 from .metrics import METRICS
@@ -417,8 +418,7 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
             labels = self._labels[nodes]
             if rescore:
                 raw = g.data if self._width == self.n_features_in_ else g.data[:, : self.n_features_in_]
-                rerank = rerank_exact_serial if nq < SERIAL_BELOW else rerank_exact
-                rerank(Q, nodes, labels, raw, inner_product, out_dist, out_ids)
+                for_queries(rerank_exact, nq)(Q, nodes, labels, raw, inner_product, out_dist, out_ids)
             else:
                 out_dist[:] = approx
                 out_ids[:] = np.where(nodes >= 0, labels, -1)

@@ -12,7 +12,7 @@ import numpy as np
 from .. import _faiss
 from .._base import MetricMixin, ParamsMixin
 from .._storage import Persistable, load_nested, register_format
-from .._threads import SERIAL_BELOW, resolve_n_threads, search_threads, thread_limits
+from .._threads import resolve_n_threads, search_threads, thread_limits
 from .._validation import (
     Interval,
     Metric,
@@ -26,20 +26,17 @@ from .._validation import (
     validate_params,
 )
 from ..cluster.kmeans import KMeans
+from ..kernels._jit import for_queries
 from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids, sq_norms
 from ..kernels.ivf import (
     TABLE_PER_LIST,
     TABLE_PER_QUERY,
     TABLE_PRECOMPUTED,
     ivf_flat_search,
-    ivf_flat_search_serial,
     ivf_pq_search,
-    ivf_pq_search_serial,
     ivf_topk_probes,
-    ivf_topk_probes_serial,
     query_tables,
     rerank_exact,
-    rerank_exact_serial,
 )
 from .._graph import build_graph, knn_search
 from ..quantize.pq import CODEBOOKS, ProductQuantizer
@@ -128,8 +125,7 @@ class CoarseQuantizer:
             scores = Q[start:stop] @ ct
             if self.metric == "l2":
                 scores += self._c_sq
-            select = ivf_topk_probes if stop - start >= SERIAL_BELOW else ivf_topk_probes_serial
-            select(scores, nprobe, out[start:stop], scores_out[start:stop])
+            for_queries(ivf_topk_probes, stop - start)(scores, nprobe, out[start:stop], scores_out[start:stop])
         if not with_scores:
             return out
         if self.metric == "l2":
@@ -513,7 +509,7 @@ class IVFFlat(_IVFBase):
         dist = np.empty((Q.shape[0], k), dtype=np.float64)
         ids = np.empty((Q.shape[0], k), dtype=np.int64)
         lists = self._lists
-        scan = ivf_flat_search if Q.shape[0] >= SERIAL_BELOW else ivf_flat_search_serial
+        scan = for_queries(ivf_flat_search, Q.shape[0])
         with search_threads(self._n_threads()):
             probes = self._quantizer.probes(Q, nprobe)
             scan(Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
@@ -939,9 +935,8 @@ class IVFPQ(_IVFBase):
         out_ids = np.empty((nq, k), dtype=np.int64)
         lists = self._lists
         block = max(1, _QUERY_TABLE_BYTES // (M * K * 4))
-        few = nq < SERIAL_BELOW
-        scan = ivf_pq_search_serial if few else ivf_pq_search
-        rerank = rerank_exact_serial if few else rerank_exact
+        scan = for_queries(ivf_pq_search, nq)
+        rerank = for_queries(rerank_exact, nq)
         with search_threads(self._n_threads()):
             for start in range(0, nq, block):
                 stop = min(nq, start + block)

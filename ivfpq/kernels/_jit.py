@@ -1,9 +1,14 @@
-"""Copies of kernel templates under names of their own, for Numba's on-disk cache.
+"""Copies of kernel templates under names of their own, for Numba's on-disk cache, and
+the serial twins of parallel kernels.
 
 Numba names a cached function's files by its qualified name: two compilations of one
 Python function with different options (parallel and serial, or two bound distances)
 would overwrite each other's cache. A copy with its own ``__qualname__`` has files of
 its own.
+
+A parallel region wakes every worker thread, which costs more than a search of a few
+queries; :func:`for_queries` picks a kernel's serial twin below :data:`SERIAL_BELOW`
+queries. A twin computes exactly what its kernel computes.
 """
 
 from __future__ import annotations
@@ -12,7 +17,12 @@ import types
 
 from numba import njit
 
-__all__ = ["copy_function", "serial_twin"]
+__all__ = ["SERIAL_BELOW", "copy_function", "serial_twin", "for_queries"]
+
+# Searches of fewer queries than this run on the calling thread.
+SERIAL_BELOW = 32
+
+_TWINS = {}
 
 
 def copy_function(template, scope, name, qualname):
@@ -25,9 +35,15 @@ def copy_function(template, scope, name, qualname):
 
 def serial_twin(kernel, **options):
     """``kernel`` (a parallel Numba dispatcher) compiled to run on the calling thread
-    only, as ``<name>_serial``: a parallel region wakes every worker thread, which can
-    cost as much as the work of one query."""
+    only, as ``<name>_serial`` (same globals), and registered for :func:`for_queries`."""
     template = kernel.py_func
     name = template.__name__ + "_serial"
     fn = copy_function(template, template.__globals__, name, template.__qualname__ + "_serial")
-    return njit(cache=True, **options)(fn)
+    twin = njit(cache=True, **options)(fn)
+    _TWINS[kernel] = twin
+    return twin
+
+
+def for_queries(kernel, n_queries):
+    """``kernel``, or its serial twin when there are fewer than ``SERIAL_BELOW`` queries."""
+    return _TWINS[kernel] if n_queries < SERIAL_BELOW else kernel

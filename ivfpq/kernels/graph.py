@@ -43,7 +43,7 @@ import types
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from ._jit import copy_function
+from ._jit import copy_function, serial_twin
 from .heap import heap_init, heap_push, heap_sort, max_pop, max_push, min_pop, min_push, worse
 
 __all__ = [
@@ -521,8 +521,8 @@ def knn_search(space, queries, links0, upper, upper_offset, entry, max_level, ef
         epochs[tid] = epoch
 
 
-# Parallel kernels also compiled serially, as ``<name>_serial``: a parallel region
-# wakes every worker thread, which costs as much as a search of one query.
+# Parallel kernels also compiled serially, as ``<name>_serial`` (see
+# ivfpq.kernels._jit.for_queries).
 _SERIAL_TWINS = ("knn_search",)
 
 # name -> parallel?
@@ -577,7 +577,5 @@ def bind_distance(name, query_buffer, prepare_query, query_distance, pair_distan
         jitted = njit(cache=True, parallel=True)(fn) if parallel else njit(cache=True)(fn)
         scope[kernel] = bound[kernel] = jitted
     for kernel in _SERIAL_TWINS:
-        serial = kernel + "_serial"
-        bound[serial] = njit(cache=True)(copy_function(globals()[kernel], scope, serial,
-                                                       f"{name}.{serial}"))
+        bound[kernel + "_serial"] = serial_twin(bound[kernel])
     return types.SimpleNamespace(**bound)

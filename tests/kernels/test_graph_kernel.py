@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ivfpq import _graph
-from ivfpq._threads import SERIAL_BELOW
+from ivfpq.kernels._jit import SERIAL_BELOW
 from ivfpq.kernels import hnsw, hnsw_pq
 from ivfpq.kernels.graph import group_starts, reverse_edges
 from ivfpq.quantize.pq import ProductQuantizer
