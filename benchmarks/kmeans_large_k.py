@@ -94,8 +94,8 @@ class _CountingAssigner(Assigner):
     def __init__(self, inner):
         self.inner, self.expansions = inner, []
 
-    def reset(self):
-        self.inner.reset()
+    def reset(self, n_rows=None):
+        self.inner.reset(n_rows)
 
     def audit_rows(self, n_rows):
         return self.inner.audit_rows(n_rows)

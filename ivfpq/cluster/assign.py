@@ -4,7 +4,7 @@ The loop in :mod:`ivfpq.cluster.lloyd` knows only the :class:`Assigner` protocol
 
 .. code-block:: text
 
-    assigner.reset()                                  # once per run
+    assigner.reset(n_rows)                            # once per run
     rows = assigner.audit_rows(n_rows)                # global rows it wants to watch
     state = assigner.new_state(n_block_rows)          # per-point memory, or None
     assigner.prepare(centroids, sample_x, sample_state)   # once per iteration
@@ -39,6 +39,15 @@ __all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "in_row_shares", "two_l
 
 #: Rows of the audit sample of :class:`GraphAssigner` (chosen by global row number).
 AUDIT_SAMPLE = 4096
+#: ``cold_start="auto"``: the two-level start where the data has at least this many
+#: points per centroid, the graph start below. With many points per cluster the rows
+#: the rough start misplaces barely move their centroids and the seeded searches fix
+#: them; with few they pull the run into a worse local minimum that later iterations,
+#: exact ones included, do not leave (figures in ``benchmarks/README.md``, "The cold
+#: start and the points per cluster").
+COARSE_MIN_POINTS = 64
+#: The default beam of the graph start (``ef_cold``), at least ``2 * ef_search``.
+COLD_EF = 64
 #: ``stay_check``: used in an iteration only when, on the audit sample, the points it
 #: keeps in place cost at most this fraction more than full searches would.
 STAY_TOLERANCE = 2e-4
@@ -51,8 +60,9 @@ class Assigner:
     only to assigners that remember something per point or can search wider.
     """
 
-    def reset(self):
-        """Forget everything from a previous run (beam width, audits, graph)."""
+    def reset(self, n_rows=None):
+        """Forget everything from a previous run (beam width, audits, graph); the
+        coming run has ``n_rows`` rows (None: not known)."""
 
     #: The excess cost over exact assignment, measured on the audit, above which the
     #: loop asks for a wider search (see :meth:`widen`).
@@ -203,14 +213,18 @@ class GraphAssigner(Assigner):
         beam of ``ef_cold``). "two-level": :func:`two_level_assign`, BLAS blocks
         against the centroids of each point's nearest group of centroids, which also
         fills the runners-up that seed the second iteration. "auto": "two-level"
-        (the loop's audit of the first iteration measures it). The seeded searches
-        of the next iterations correct a rough start for a fraction of the cost of a
-        better one (the graph start, or more groups per point): the run from the
-        two-level start is ahead at every iteration (``benchmarks/README.md``, "Cold
-        start at scale"). The choice is kept in ``cold_start_``.
+        where the run has at least ``COARSE_MIN_POINTS`` rows per centroid (the
+        seeded searches of the next iterations correct a rough start for a fraction
+        of the cost of a better one: at 10^7 rows and k = 10^5 the run from the
+        two-level start is ahead at every iteration), "graph" below, where the rows
+        a rough start misplaces are a large share of their clusters and lead the run
+        to a worse local minimum (``benchmarks/README.md``, "Cold start at scale"
+        and "The cold start and the points per cluster"). The choice is kept in
+        ``cold_start_``.
     cold_nprobe : groups of centroids scanned per point by the "two-level" start.
     max_ef_search : the widest beam :meth:`widen` goes to (default ``4 * ef_search``).
-    ef_cold : beam width of the "graph" cold start, by default ``2 * ef_search``.
+    ef_cold : beam width of the "graph" cold start, by default
+        ``max(COLD_EF, 2 * ef_search)``.
     warm_start, seed_previous, sort_bulks : the improvements over a black-box HNSW; they
         can be switched off one by one (ablation).
     repair_shift, rebuild_fraction : the warm-start policy above.
@@ -277,7 +291,8 @@ class GraphAssigner(Assigner):
 
     # -- the protocol --------------------------------------------------------------------
 
-    def reset(self):
+    def reset(self, n_rows=None):
+        self._n_rows = n_rows
         self._ef = self.ef_search
         self.stay_audit_ = []
         self.stats = []  # per graph refresh: dict(graph, nodes, seconds)
@@ -405,7 +420,7 @@ class GraphAssigner(Assigner):
         return max(self.ef_search, self.max_ef_search or 4 * self.ef_search)
 
     def _ef_cold(self):
-        return 2 * self.ef_search if self.ef_cold is None else self.ef_cold
+        return max(COLD_EF, 2 * self.ef_search) if self.ef_cold is None else self.ef_cold
 
     def _build(self, data):
         return build_graph(data, self.M, self.ef_construction, levels=self._levels)
@@ -442,10 +457,14 @@ class GraphAssigner(Assigner):
     def _choose_cold_start(self):
         """"two-level" or "graph" for the first assignment (see ``cold_start``)."""
         method = self.cold_start
+        k = self.centroids.shape[0]
+        if method == "auto":
+            few = self._n_rows is not None and self._n_rows < COARSE_MIN_POINTS * k
+            method = "graph" if few else "two-level"
         if method == "graph":
             return method
         centers = self.centroids
-        k, width = centers.shape[0], 1 + self.additional_centroids
+        width = 1 + self.additional_centroids
         self._groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe, width,
                                      self.seed)
         return "two-level"

@@ -344,9 +344,11 @@ class KMeans(_BaseKMeans, Persistable):
         seed from, is made. "two-level" groups the centroids by a short k-means and
         scores each point against the centroids of its nearest group with BLAS (fast
         and accurate when the data's clusters are coarser than the centroids);
-        "graph" searches the graph from its upper layers (beam ``2*ef_search``);
-        "auto" is "two-level": the seeded searches of the following iterations
-        correct a rough start for less than a better start costs (measured in
+        "graph" searches the graph from its upper layers (beam ``max(64,
+        2*ef_search)``); "auto" is "two-level" where there are at least 64 points
+        per cluster (the seeded searches of the following iterations correct a
+        rough start for less than a better start costs) and "graph" below, where a
+        rough start leads to a worse local minimum (measured in
         ``benchmarks/README.md``).
     cold_nprobe : int, default=1
         "mop" only: groups of centroids each point is scored against by the

@@ -374,7 +374,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     n = ex.n_rows
     scales = FitScales.from_stats(stats)
     centers = np.ascontiguousarray(centers, dtype=ex.dtype)
-    assigner.reset()
+    assigner.reset(n)
     audit_rows = assigner.audit_rows(n)
     sample_x, local_rows = None, None
     if audit_rows is not None:

@@ -15,9 +15,10 @@ assigns such points with dense blocks that BLAS runs at full speed:
 
 Per point this costs about ``g + nprobe * k / g`` distances at GEMM speed instead of
 ``k``. It finds the exact nearest centroid where the data's clusters are coarser than
-the centroids; where they are not, the groups cut through neighbourhoods, so the
-graph assigner checks it on a sample first (``GraphAssigner(cold_start="auto")``;
-figures in ``benchmarks/README.md``).
+the centroids; where they are not, the groups cut through neighbourhoods, and a
+point lands in a farther centroid, which matters where clusters have few points
+(``GraphAssigner(cold_start="auto")`` uses it only where they have many; figures in
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations

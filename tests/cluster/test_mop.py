@@ -215,13 +215,14 @@ def test_lloyd_asks_for_a_wider_search_before_it_stops(tol):
     assert widened.n_iter == len(widened.history) == len(widened.changed_fraction)
 
 
-def test_auto_cold_start_is_two_level_and_exact_where_groups_follow_the_clusters():
+def test_two_level_cold_start_is_exact_where_groups_follow_the_clusters():
     clustered = _blobs(20000, 16, 20, seed=1, std=0.3)  # 20 far-apart clusters, 200 centroids
     uniform = np.random.default_rng(2).random((20000, 16), dtype=np.float32)
     agreement = {}
     for name, X in (("clustered", clustered), ("uniform", uniform)):
         C = X[np.random.default_rng(0).choice(len(X), 200, replace=False)].copy()
         assigner = GraphAssigner(seed=0)
+        assigner.reset(len(X))  # 100 points per centroid: "auto" is the two-level pass
         state = assigner.new_state(len(X))
         rows = assigner.audit_rows(len(X))
         assigner.prepare(C, X[rows], state[rows])
@@ -234,6 +235,48 @@ def test_auto_cold_start_is_two_level_and_exact_where_groups_follow_the_clusters
         agreement[name] = float(np.mean(labels == exact.argmin(axis=1)))
     # Groups of centroids follow coarse clusters; in uniform data they cut neighbourhoods.
     assert agreement["clustered"] > 0.95 > agreement["uniform"]
+
+
+@pytest.mark.parametrize("n_rows, expected", [(64 * 200, "two-level"), (64 * 200 - 1, "graph"), (None, "two-level")])
+def test_auto_cold_start_is_two_level_only_where_clusters_have_many_points(n_rows, expected):
+    X = np.random.default_rng(3).random((64 * 200, 8), dtype=np.float32)
+    assigner = GraphAssigner(seed=0)
+    assigner.reset(n_rows)
+    state = assigner.new_state(len(X))
+    rows = assigner.audit_rows(len(X))
+    assigner.prepare(X[:200].copy(), X[rows], state[rows])
+    assert assigner.cold_start_ == expected
+    assert (assigner._groups is None) == (expected == "graph")
+
+
+def _hard_mixture(kind, seed, n=12000, d=32, k=600):
+    """Well-separated anisotropic clusters (per-dimension scales in U(0.5, 2)), k/3 or
+    3k of them, about 20 points per centroid: a rough first assignment sends the run
+    into a worse local minimum."""
+    from ivfpq.datasets import make_blobs
+
+    components = k // 3 if kind == "fewer" else 3 * k
+    X, _ = make_blobs(n, d, centers=components, cluster_std=1.0, spread=10.0, std_range=(0.5, 2.0),
+                      random_state=seed)
+    X = X.astype(np.float32)
+    return X, X[np.random.default_rng(seed).choice(n, k, replace=False)].copy()
+
+
+@pytest.mark.parametrize("kind", ["fewer", "more"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mop_reaches_exact_ten_iteration_inertia_on_hard_mixtures(kind, seed):
+    X, C0 = _hard_mixture(kind, seed)
+    exact = KMeans(len(C0), init=C0, n_init=1, max_iter=10, tol=0, algorithm="lloyd").fit(X)
+    target = 1.005 * exact.inertia_
+
+    def reached(**params):
+        mop = KMeans(len(C0), init=C0, n_init=1, max_iter=8, tol=0, algorithm="mop", random_state=0,
+                     **params).fit(X)
+        return min(inertia for _, inertia in mop.history_) <= target
+
+    assert reached()  # the defaults, within 8 iterations
+    # What the guarantee rests on: from the rough two-level start the run stays above.
+    assert not reached(cold_start="two-level")
 
 
 def test_graph_cold_start_searches_from_the_upper_layers():
@@ -271,8 +314,8 @@ def test_stay_check_is_audited_every_warm_iteration_and_keeps_the_guarantee():
 class _RecordingGraphAssigner(GraphAssigner):
     """Keeps, for every assignment, the centroids and the rows' exact distances."""
 
-    def reset(self):
-        super().reset()
+    def reset(self, n_rows=None):
+        super().reset(n_rows)
         self.calls = []
 
     def assign(self, X, state, labels_out, sq_dist_out):
@@ -313,8 +356,8 @@ class _BeamRecordingAssigner(_RecordingGraphAssigner):
         self.beams.append(self._ef)
         return super().assign(X, state, labels_out, sq_dist_out)
 
-    def reset(self):
-        super().reset()
+    def reset(self, n_rows=None):
+        super().reset(n_rows)
         self.beams = []
 
 
@@ -323,7 +366,7 @@ def test_audit_widens_while_the_excess_is_high_and_narrows_once_it_is_low():
     C0 = X[np.random.default_rng(2).choice(6000, 300, replace=False)].copy()
     tolerance = 2e-3
     assigner = _BeamRecordingAssigner(ef_search=2, M=4, ef_construction=16, max_ef_search=16, audit_size=2000,
-                                      audit_tolerance=tolerance, cold_start="graph")
+                                      audit_tolerance=tolerance, cold_start="graph", ef_cold=4)
     result = lloyd_on_array(X, C0, assigner, 12, tol=0.0)
     beams, excess = assigner.beams, [e for _, e in result.audit]
     inertias = [i for _, i in result.history]
