@@ -40,12 +40,15 @@ __all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "in_row_shares", "two_l
 #: Rows of the audit sample of :class:`GraphAssigner` (chosen by global row number).
 AUDIT_SAMPLE = 4096
 #: ``cold_start="auto"``: the two-level start where the data has at least this many
-#: points per centroid, the graph start below. With many points per cluster the rows
-#: the rough start misplaces barely move their centroids and the seeded searches fix
-#: them; with few they pull the run into a worse local minimum that later iterations,
-#: exact ones included, do not leave (figures in ``benchmarks/README.md``, "The cold
-#: start and the points per cluster").
+#: points per centroid, or where the start puts at least ``COARSE_MIN_AGREEMENT`` of
+#: the audit sample at its exact nearest centroid; the graph start otherwise. With many
+#: points per cluster, or few misplaced points, the rows the rough start misplaces
+#: barely move their centroids and the seeded searches fix them; with few points per
+#: cluster and many misplaced ones, they pull the run into a worse local minimum that
+#: later iterations, exact ones included, do not leave (figures in
+#: ``benchmarks/README.md``, "The cold start and the points per cluster").
 COARSE_MIN_POINTS = 64
+COARSE_MIN_AGREEMENT = 0.95
 #: The default beam of the graph start (``ef_cold``), at least ``2 * ef_search``.
 COLD_EF = 64
 #: ``stay_check``: used in an iteration only when, on the audit sample, the points it
@@ -213,14 +216,15 @@ class GraphAssigner(Assigner):
         beam of ``ef_cold``). "two-level": :func:`two_level_assign`, BLAS blocks
         against the centroids of each point's nearest group of centroids, which also
         fills the runners-up that seed the second iteration. "auto": "two-level"
-        where the run has at least ``COARSE_MIN_POINTS`` rows per centroid (the
-        seeded searches of the next iterations correct a rough start for a fraction
-        of the cost of a better one: at 10^7 rows and k = 10^5 the run from the
-        two-level start is ahead at every iteration), "graph" below, where the rows
-        a rough start misplaces are a large share of their clusters and lead the run
-        to a worse local minimum (``benchmarks/README.md``, "Cold start at scale"
-        and "The cold start and the points per cluster"). The choice is kept in
-        ``cold_start_``.
+        where the run has at least ``COARSE_MIN_POINTS`` rows per centroid or where
+        it puts at least ``COARSE_MIN_AGREEMENT`` of the audit sample at its exact
+        nearest centroid (the seeded searches of the next iterations correct a rough
+        start for a fraction of the cost of a better one: at 10^7 rows and k = 10^5
+        the run from the two-level start is ahead at every iteration), "graph"
+        otherwise, where the rows a rough start misplaces are many and a large share
+        of their clusters, and lead the run to a worse local minimum
+        (``benchmarks/README.md``, "Cold start at scale" and "The cold start and the
+        points per cluster"). The choice is kept in ``cold_start_``.
     cold_nprobe : groups of centroids scanned per point by the "two-level" start.
     max_ef_search : the widest beam :meth:`widen` goes to (default ``4 * ef_search``).
     ef_cold : beam width of the "graph" cold start, by default
@@ -331,7 +335,7 @@ class GraphAssigner(Assigner):
         self._cold = sample_state is None or bool((sample_state[:, 0] < 0).all())
         self._groups = None
         if self._cold:
-            self.cold_start_ = self._choose_cold_start()
+            self.cold_start_ = self._choose_cold_start(sample_x)
             if self.cold_start_ == "two-level":
                 return  # the first assignment does not search the graph
         self._refresh_graph()
@@ -454,20 +458,31 @@ class GraphAssigner(Assigner):
             self._radius[moved] = radius[moved]
         self.stats.append({"graph": kind, "nodes": repaired, "seconds": time.perf_counter() - start})
 
-    def _choose_cold_start(self):
+    def _choose_cold_start(self, sample_x):
         """"two-level" or "graph" for the first assignment (see ``cold_start``)."""
         method = self.cold_start
-        k = self.centroids.shape[0]
-        if method == "auto":
-            few = self._n_rows is not None and self._n_rows < COARSE_MIN_POINTS * k
-            method = "graph" if few else "two-level"
         if method == "graph":
             return method
         centers = self.centroids
-        width = 1 + self.additional_centroids
+        k, width = centers.shape[0], 1 + self.additional_centroids
         self._groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe, width,
                                      self.seed)
+        few_points = self._n_rows is not None and self._n_rows < COARSE_MIN_POINTS * k
+        if (method == "auto" and few_points and sample_x is not None and sample_x.shape[0] > 0
+                and self._two_level_agreement(sample_x) < COARSE_MIN_AGREEMENT):
+            self._groups = None
+            return "graph"
         return "two-level"
+
+    def _two_level_agreement(self, sample_x):
+        """The fraction of the rows of ``sample_x`` that the two-level start puts at
+        their exact nearest centroid."""
+        sample = np.ascontiguousarray(sample_x, dtype=self.centroids.dtype)
+        m = sample.shape[0]
+        rough, exact = np.empty(m), np.empty(m)
+        two_level_assign(sample, self.centroids, self.new_state(m), np.empty(m, np.int64), rough, self._groups)
+        nearest_centroids(sample, self.centroids, np.empty(m, np.int64), exact)
+        return float(np.mean(rough <= exact))
 
     def _locality_rank(self, data):
         """A rank of the centroids in which near ones are near: by the nearest of

@@ -346,10 +346,11 @@ class KMeans(_BaseKMeans, Persistable):
         and accurate when the data's clusters are coarser than the centroids);
         "graph" searches the graph from its upper layers (beam ``max(64,
         2*ef_search)``); "auto" is "two-level" where there are at least 64 points
-        per cluster (the seeded searches of the following iterations correct a
-        rough start for less than a better start costs) and "graph" below, where a
-        rough start leads to a worse local minimum (measured in
-        ``benchmarks/README.md``).
+        per cluster or where, on the audit sample, it puts at least 95% of the rows
+        at their exact nearest centroid (the seeded searches of the following
+        iterations correct a rough start for less than a better start costs), and
+        "graph" otherwise, where a rough start leads to a worse local minimum
+        (measured in ``benchmarks/README.md``).
     cold_nprobe : int, default=1
         "mop" only: groups of centroids each point is scored against by the
         two-level start (its nearest group and the groups nearest to that one).

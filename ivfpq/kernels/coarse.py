@@ -17,8 +17,8 @@ Per point this costs about ``g + nprobe * k / g`` distances at GEMM speed instea
 ``k``. It finds the exact nearest centroid where the data's clusters are coarser than
 the centroids; where they are not, the groups cut through neighbourhoods, and a
 point lands in a farther centroid, which matters where clusters have few points
-(``GraphAssigner(cold_start="auto")`` uses it only where they have many; figures in
-``benchmarks/README.md``).
+(``GraphAssigner(cold_start="auto")`` checks it on a sample where they have few; figures
+in ``benchmarks/README.md``).
 """
 
 from __future__ import annotations

@@ -237,14 +237,24 @@ def test_two_level_cold_start_is_exact_where_groups_follow_the_clusters():
     assert agreement["clustered"] > 0.95 > agreement["uniform"]
 
 
-@pytest.mark.parametrize("n_rows, expected", [(64 * 200, "two-level"), (64 * 200 - 1, "graph"), (None, "two-level")])
-def test_auto_cold_start_is_two_level_only_where_clusters_have_many_points(n_rows, expected):
-    X = np.random.default_rng(3).random((64 * 200, 8), dtype=np.float32)
+@pytest.mark.parametrize("data, n_rows, expected", [
+    ("uniform", 64 * 200, "two-level"),  # 64 points per centroid
+    ("uniform", 64 * 200 - 1, "graph"),  # fewer, and the groups cut neighbourhoods
+    ("uniform", None, "two-level"),  # the row count is not known
+    ("clustered", 64 * 200 - 1, "two-level"),  # fewer, but the groups follow the clusters
+])
+def test_auto_cold_start_is_two_level_where_clusters_have_many_points_or_the_sample_agrees(data, n_rows,
+                                                                                          expected):
+    if data == "uniform":
+        X = np.random.default_rng(3).random((64 * 200, 8), dtype=np.float32)
+    else:
+        X = _blobs(64 * 200, 16, 20, seed=1, std=0.3)
     assigner = GraphAssigner(seed=0)
     assigner.reset(n_rows)
     state = assigner.new_state(len(X))
     rows = assigner.audit_rows(len(X))
-    assigner.prepare(X[:200].copy(), X[rows], state[rows])
+    C = X[np.random.default_rng(0).choice(len(X), 200, replace=False)].copy()
+    assigner.prepare(C, X[rows], state[rows])
     assert assigner.cold_start_ == expected
     assert (assigner._groups is None) == (expected == "graph")
 
