@@ -5,12 +5,15 @@ centroids on the same float32 data, in this one process. Reported: seconds per
 iteration (total fit time / iterations), and seconds per assignment pass (total fit
 time / assignment passes): ivfpq and scikit-learn make one more pass than they
 iterate, so that ``labels_`` belong to the final centroids, while faiss returns the
-labels of its last iteration. GFLOP/s count 2*n*k*d per assignment pass. Ratios are
+labels of its last iteration. GFLOP/s count 2*n*k*d per assignment pass; "of GEMM" is
+that over this machine's float32 GEMM speed at the same shape (numpy's BLAS, all
+threads, the rows in blocks of 4,096 against all centroids, median of 3). Ratios are
 to the faster peer; the final inertia is each library's own report.
 
     python benchmarks/kmeans_exact.py                     # the three issue configurations
     python benchmarks/kmeans_exact.py --quick             # n=100k, k=1,000 only
     python benchmarks/kmeans_exact.py --config 1000000,128,1000,5 --repeat 3
+    python benchmarks/kmeans_exact.py --real --contenders ivfpq,faiss   # d = 50, 128, 384, 784
 """
 
 from __future__ import annotations
@@ -29,6 +32,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _harness import gaussian_mixture, machine_line, print_table  # noqa: E402
 
 CONFIGS = [(100_000, 128, 1_000, 10), (1_000_000, 128, 1_000, 5), (1_000_000, 128, 10_000, 3)]
+#: ``--real``: one real set per dimension (``../shared/data``), rows (None: all), k, iterations.
+REAL_CONFIGS = [("glove", None, 5_000, 10), ("sift-debian", 200_000, 5_000, 10), ("minilm", None, 5_000, 10),
+                ("fashion-mnist", None, 5_000, 10)]
+
+
+def gemm_gflops(X, C0, block_rows=4096, repeat=3):
+    """This machine's float32 GEMM speed for ``X @ C0.T`` (GFLOP/s, median of ``repeat``)."""
+    n, d = X.shape
+    weights = np.ascontiguousarray(C0.T)
+    out = np.empty((block_rows, C0.shape[0]), dtype=np.float32)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for lo in range(0, n, block_rows):
+            hi = min(n, lo + block_rows)
+            np.matmul(X[lo:hi], weights, out=out[:hi - lo])
+        times.append(time.perf_counter() - start)
+    return 2.0 * n * C0.shape[0] * d / statistics.median(times) / 1e9
 
 
 def run_ivfpq(X, C0, iters):
@@ -78,10 +99,20 @@ def main(argv=None):
     print(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:] if argv is None else argv)}")
 
     rows = []
-    for n, d, k, iters in configs:
-        X = gaussian_mixture(n, d, n_components=max(k, 100), seed=0)
+    for config in configs:
+        if isinstance(config[0], str):
+            from kmeans_large_k import load
+
+            data, n_rows, k, iters = config
+            X = load(data, n_rows, 0)
+            n, d = X.shape
+        else:
+            n, d, k, iters = config
+            data = "mixture"
+            X = gaussian_mixture(n, d, n_components=max(k, 100), seed=0)
         C0 = X[np.random.default_rng(1).choice(n, k, replace=False)].copy()
         flops = 2.0 * n * k * d
+        gemm = gemm_gflops(X, C0)
         results = {}
         for name in contenders:
             runs = [CONTENDERS[name](X, C0, iters) for _ in range(args.repeat)]
@@ -95,13 +126,14 @@ def main(argv=None):
         best_pass = min((results[p][1] for p in peers), default=None)
         for name, (per_iter, per_pass, inertia) in results.items():
             rows.append({
-                "n": n, "d": d, "k": k, "iters": iters, "contender": name,
+                "data": data, "n": n, "d": d, "k": k, "iters": iters, "contender": name,
                 "s/iter": per_iter, "s/iter / faster peer": per_iter / best_iter if best_iter else None,
                 "s/pass": per_pass, "s/pass / faster peer": per_pass / best_pass if best_pass else None,
-                "GFLOP/s": flops / per_pass / 1e9, "final inertia": inertia,
+                "GFLOP/s": flops / per_pass / 1e9, "of GEMM": flops / per_pass / 1e9 / gemm,
+                "final inertia": inertia,
             })
-    print_table(rows, ["n", "d", "k", "iters", "contender", "s/iter", "s/iter / faster peer", "s/pass",
-                       "s/pass / faster peer", "GFLOP/s", "final inertia"],
+    print_table(rows, ["data", "n", "d", "k", "iters", "contender", "s/iter", "s/iter / faster peer", "s/pass",
+                       "s/pass / faster peer", "GFLOP/s", "of GEMM", "final inertia"],
                 title="Exact Lloyd: seconds per iteration and per assignment pass")
     return rows
 

@@ -49,6 +49,12 @@ AUDIT_SAMPLE = 4096
 #: ``benchmarks/README.md``, "The cold start and the points per cluster").
 COARSE_MIN_POINTS = 64
 COARSE_MIN_AGREEMENT = 0.95
+#: ``cold_start="auto"``, where the two-level start is not used: the exact start (one
+#: BLAS pass against every centroid) up to this many centroids, the graph start above.
+#: Per point the exact pass costs ``k`` distances at GEMM speed, the graph start about
+#: ``2 * M * ef_cold`` scattered ones plus the graph build; at k = 10,000 the exact
+#: pass was the cheaper of the two on all four real sets of ``benchmarks/README.md``.
+EXACT_COLD_MAX_CLUSTERS = 16384
 #: The default beam of the graph start (``ef_cold``), at least ``2 * ef_search``.
 COLD_EF = 64
 #: ``stay_check``: used in an iteration only when, on the audit sample, the points it
@@ -180,9 +186,13 @@ def in_row_shares(work, n_rows, min_rows, n_threads=None):
                 job.result()
 
 
-def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_rows=1024, n_threads=None):
+def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_rows=None, n_threads=None):
     """:func:`ivfpq.kernels.coarse.assign_rows` over all rows of ``X``, in row shares
-    (:func:`in_row_shares`)."""
+    (:func:`in_row_shares`); by default in blocks of rows whose products with the
+    largest group's candidates take about 4 MB."""
+    if block_rows is None:
+        widest = int(np.max(np.diff(groups[2])))
+        block_rows = int(min(1024, max(16, (1 << 20) // max(1, widest))))
     in_row_shares(lambda start, stop: assign_rows(X, centers, state, labels_out, sq_dist_out, groups, start,
                                                   stop, block_rows), X.shape[0], block_rows, n_threads)
 
@@ -215,14 +225,17 @@ class GraphAssigner(Assigner):
         assigned. "graph": the paper's unseeded search (upper-layer descent, then a
         beam of ``ef_cold``). "two-level": :func:`two_level_assign`, BLAS blocks
         against the centroids of each point's nearest group of centroids, which also
-        fills the runners-up that seed the second iteration. "auto": "two-level"
-        where the run has at least ``COARSE_MIN_POINTS`` rows per centroid or where
-        it puts at least ``COARSE_MIN_AGREEMENT`` of the audit sample at its exact
-        nearest centroid (the seeded searches of the next iterations correct a rough
-        start for a fraction of the cost of a better one: at 10^7 rows and k = 10^5
-        the run from the two-level start is ahead at every iteration), "graph"
-        otherwise, where the rows a rough start misplaces are many and a large share
-        of their clusters, and lead the run to a worse local minimum
+        fills the runners-up that seed the second iteration. "exact": the same
+        kernel with every centroid as the candidates of every point (one BLAS pass,
+        ``n * k * d``). "auto": "two-level" where the run has at least
+        ``COARSE_MIN_POINTS`` rows per centroid or where it puts at least
+        ``COARSE_MIN_AGREEMENT`` of the audit sample at its exact nearest centroid
+        (the seeded searches of the next iterations correct a rough start for a
+        fraction of the cost of a better one: at 10^7 rows and k = 10^5 the run from
+        the two-level start is ahead at every iteration); otherwise, where the rows
+        a rough start misplaces are many and a large share of their clusters, and
+        lead the run to a worse local minimum, "exact" up to
+        ``EXACT_COLD_MAX_CLUSTERS`` centroids and "graph" above
         (``benchmarks/README.md``, "Cold start at scale" and "The cold start and the
         points per cluster"). The choice is kept in ``cold_start_``.
     cold_nprobe : groups of centroids scanned per point by the "two-level" start.
@@ -336,7 +349,7 @@ class GraphAssigner(Assigner):
         self._groups = None
         if self._cold:
             self.cold_start_ = self._choose_cold_start(sample_x)
-            if self.cold_start_ == "two-level":
+            if self.cold_start_ in ("two-level", "exact"):
                 return  # the first assignment does not search the graph
         self._refresh_graph()
         self._stay = (self.stay_check and not self._cold and self._ef == self.ef_search < k
@@ -354,7 +367,7 @@ class GraphAssigner(Assigner):
 
     def assign(self, X, state, labels_out, sq_dist_out):
         centers = np.ascontiguousarray(self.centroids, dtype=X.dtype)
-        if self._cold and self.cold_start_ == "two-level":
+        if self._cold and self.cold_start_ in ("two-level", "exact"):
             two_level_assign(X, centers, state, labels_out, sq_dist_out, self._groups)
             return 0
         return self._search(X, centers, state, labels_out, sq_dist_out, self._stay and not self._cold)
@@ -459,20 +472,26 @@ class GraphAssigner(Assigner):
         self.stats.append({"graph": kind, "nodes": repaired, "seconds": time.perf_counter() - start})
 
     def _choose_cold_start(self, sample_x):
-        """"two-level" or "graph" for the first assignment (see ``cold_start``)."""
+        """"two-level", "exact" or "graph" for the first assignment (see ``cold_start``);
+        fills ``_groups`` for the first two."""
         method = self.cold_start
-        if method == "graph":
-            return method
         centers = self.centroids
         k, width = centers.shape[0], 1 + self.additional_centroids
-        self._groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe, width,
-                                     self.seed)
-        few_points = self._n_rows is not None and self._n_rows < COARSE_MIN_POINTS * k
-        if (method == "auto" and few_points and sample_x is not None and sample_x.shape[0] > 0
-                and self._two_level_agreement(sample_x) < COARSE_MIN_AGREEMENT):
-            self._groups = None
-            return "graph"
-        return "two-level"
+        if method in ("two-level", "auto"):
+            self._groups = coarse_groups(centers, default_n_groups(k, self.cold_nprobe), self.cold_nprobe, width,
+                                         self.seed)
+            few_points = self._n_rows is not None and self._n_rows < COARSE_MIN_POINTS * k
+            if (method == "two-level" or not few_points or sample_x is None or sample_x.shape[0] == 0
+                    or self._two_level_agreement(sample_x) >= COARSE_MIN_AGREEMENT):
+                return "two-level"
+            method = "exact" if k <= EXACT_COLD_MAX_CLUSTERS else "graph"
+        self._groups = None
+        if method == "exact":
+            # One group that holds every centroid: the two-level kernel then ranks them
+            # all, exactly, and keeps the runners-up as well.
+            self._groups = (np.ascontiguousarray(centers[:1]), np.arange(k, dtype=np.int64),
+                            np.array([0, k], dtype=np.int64))
+        return method
 
     def _two_level_agreement(self, sample_x):
         """The fraction of the rows of ``sample_x`` that the two-level start puts at

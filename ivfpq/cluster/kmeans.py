@@ -45,7 +45,7 @@ ALGORITHMS = ("lloyd", "mop", "auto")
 #: scikit-learn's other exact algorithm: accepted, and run as "lloyd" (same result).
 ELKAN = "elkan"
 INITS = ("k-means++", "random", "k-means||")
-COLD_STARTS = ("auto", "two-level", "graph")
+COLD_STARTS = ("auto", "two-level", "exact", "graph")
 
 
 # ----------------------------------------------------------------------------- kmeans()
@@ -339,18 +339,19 @@ class KMeans(_BaseKMeans, Persistable):
         "mop" only: points per bulk, the unit of parallel work; within a bulk,
         queries are sorted so that consecutive ones read the same part of the graph
         (the order changes the speed, never a label).
-    cold_start : {"auto", "two-level", "graph"}, default="auto"
+    cold_start : {"auto", "two-level", "exact", "graph"}, default="auto"
         "mop" only: how the first assignment, which has no previous centroids to
         seed from, is made. "two-level" groups the centroids by a short k-means and
         scores each point against the centroids of its nearest group with BLAS (fast
         and accurate when the data's clusters are coarser than the centroids);
+        "exact" scores each point against every centroid (one exact Lloyd pass);
         "graph" searches the graph from its upper layers (beam ``max(64,
-        2*ef_search)``); "auto" is "two-level" where there are at least 64 points
+        2*ef_search)``). "auto" is "two-level" where there are at least 64 points
         per cluster or where, on the audit sample, it puts at least 95% of the rows
         at their exact nearest centroid (the seeded searches of the following
-        iterations correct a rough start for less than a better start costs), and
-        "graph" otherwise, where a rough start leads to a worse local minimum
-        (measured in ``benchmarks/README.md``).
+        iterations correct a rough start for less than a better start costs);
+        otherwise, where a rough start leads to a worse local minimum, "exact" up to
+        16,384 clusters and "graph" above (measured in ``benchmarks/README.md``).
     cold_nprobe : int, default=1
         "mop" only: groups of centroids each point is scored against by the
         two-level start (its nearest group and the groups nearest to that one).

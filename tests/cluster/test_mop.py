@@ -122,7 +122,7 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
     ("bulk_size", "big", TypeError),
     ("ef_construction", 0, ValueError),
     ("algorithm", "hnsw", ValueError),
-    ("cold_start", "exact", ValueError),
+    ("cold_start", "brute", ValueError),
     ("cold_nprobe", 0, ValueError),
     ("max_ef_search", 0, ValueError),
     ("max_ef_search", "wide", TypeError),
@@ -237,14 +237,18 @@ def test_two_level_cold_start_is_exact_where_groups_follow_the_clusters():
     assert agreement["clustered"] > 0.95 > agreement["uniform"]
 
 
-@pytest.mark.parametrize("data, n_rows, expected", [
-    ("uniform", 64 * 200, "two-level"),  # 64 points per centroid
-    ("uniform", 64 * 200 - 1, "graph"),  # fewer, and the groups cut neighbourhoods
-    ("uniform", None, "two-level"),  # the row count is not known
-    ("clustered", 64 * 200 - 1, "two-level"),  # fewer, but the groups follow the clusters
+@pytest.mark.parametrize("data, n_rows, max_exact, expected", [
+    ("uniform", 64 * 200, 16384, "two-level"),  # 64 points per centroid
+    ("uniform", 64 * 200 - 1, 16384, "exact"),  # fewer, and the groups cut neighbourhoods
+    ("uniform", 64 * 200 - 1, 199, "graph"),  # ... with more centroids than an exact pass takes
+    ("uniform", None, 16384, "two-level"),  # the row count is not known
+    ("clustered", 64 * 200 - 1, 16384, "two-level"),  # fewer, but the groups follow the clusters
 ])
-def test_auto_cold_start_is_two_level_where_clusters_have_many_points_or_the_sample_agrees(data, n_rows,
-                                                                                          expected):
+def test_auto_cold_start_is_two_level_where_clusters_have_many_points_or_the_sample_agrees(
+        data, n_rows, max_exact, expected, monkeypatch):
+    from ivfpq.cluster import assign
+
+    monkeypatch.setattr(assign, "EXACT_COLD_MAX_CLUSTERS", max_exact)
     if data == "uniform":
         X = np.random.default_rng(3).random((64 * 200, 8), dtype=np.float32)
     else:
@@ -257,6 +261,22 @@ def test_auto_cold_start_is_two_level_where_clusters_have_many_points_or_the_sam
     assigner.prepare(C, X[rows], state[rows])
     assert assigner.cold_start_ == expected
     assert (assigner._groups is None) == (expected == "graph")
+
+
+def test_exact_cold_start_is_exact_assignment_with_exact_runners_up():
+    X = np.random.default_rng(4).random((3000, 6), dtype=np.float32)
+    C = X[np.random.default_rng(5).choice(3000, 150, replace=False)].copy()
+    assigner = GraphAssigner(seed=0, cold_start="exact", additional_centroids=3)
+    state = assigner.new_state(len(X))
+    rows = assigner.audit_rows(len(X))
+    assigner.prepare(C, X[rows], state[rows])
+    labels, sq = np.empty(len(X), np.int64), np.empty(len(X))
+    assert assigner.assign(X, state, labels, sq) == 0  # no graph search
+    exact = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
+    nearest = np.argsort(exact, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(state, nearest)
+    np.testing.assert_array_equal(labels, nearest[:, 0])
+    np.testing.assert_allclose(sq, exact[np.arange(len(X)), labels], rtol=1e-12)
 
 
 def _hard_mixture(kind, seed, n=12000, d=32, k=600):
