@@ -259,7 +259,18 @@ def parse_mop_options(pairs):
     return options
 
 
+def contender_name(name):
+    """A name of ``CONTENDERS``, or ``ours-mop@KEY=VALUE[,KEY=VALUE...]``: ours mop with
+    those GraphAssigner options on top of ``--mop`` (variants side by side in one run)."""
+    if name in CONTENDERS or name.startswith("ours-mop@"):
+        return name
+    raise argparse.ArgumentTypeError(f"{name!r} is not one of {', '.join(CONTENDERS)} or ours-mop@KEY=VALUE,...")
+
+
 def run_contender(name, X, C0, budget, ref_iters, assigner_kwargs=None):
+    if name.startswith("ours-mop@"):
+        variant = parse_mop_options(name.split("@", 1)[1].split(","))
+        return run_ours(X, C0, GraphAssigner(**{**(assigner_kwargs or {}), **variant}), budget)
     if name == "ours-mop":
         return run_ours(X, C0, GraphAssigner(**(assigner_kwargs or {})), budget)
     if name == "ours-exact":
@@ -415,7 +426,9 @@ def main(argv=None):
     p.add_argument("--k", type=int, nargs="+", default=[1000, 10000, 50000])
     p.add_argument("--budget", type=float, default=300.0, help="seconds per contender")
     p.add_argument("--ref-iters", type=int, default=10)
-    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=CONTENDERS)
+    p.add_argument("--contenders", nargs="+", type=contender_name, default=list(CONTENDERS),
+                   help=f"of {', '.join(CONTENDERS)}, or ours-mop@KEY=VALUE[,KEY=VALUE...] (a variant of "
+                        "ours-mop with those GraphAssigner options)")
     p.add_argument("--min-points-per-cluster", type=float, default=5.0)
     p.add_argument("--ablation", action="store_true",
                    help="also run ours with each improvement switched off (first dataset, "

@@ -10,7 +10,8 @@ The loop in :mod:`ivfpq.cluster.lloyd` knows only the :class:`Assigner` protocol
     assigner.prepare(centroids, sample_x, sample_state)   # once per iteration
     work = assigner.assign(X_block, state, labels_out, sq_dist_out)
     assigner.relabel(state, rows, clusters)           # the loop moved these points
-    assigner.widen() -> bool; assigner.widen_steps() -> int
+    assigner.widen() -> bool; assigner.widen_steps() -> int; assigner.narrow() -> bool
+    assigner.can_pass_exactly() -> bool; assigner.exact_pass()
 
 ``prepare`` runs once per iteration, in one place, and makes every decision that
 concerns more than one row (a graph over the centroids, audits on the sample of
@@ -115,6 +116,13 @@ class Assigner:
         sees); False when the search is at its narrowest."""
         return False
 
+    def can_pass_exactly(self):
+        """Whether :meth:`exact_pass` is supported (for an approximate assigner)."""
+        return False
+
+    def exact_pass(self):
+        """Make the next :meth:`assign` (until the next :meth:`prepare`) exact."""
+
     def get_state(self):
         """``(meta, arrays)``: everything a prepared assigner holds beyond its parameters,
         as JSON values and NumPy arrays (a checkpoint stores them)."""
@@ -197,6 +205,13 @@ def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_r
                                                   stop, block_rows), X.shape[0], block_rows, n_threads)
 
 
+def _all_centroids(centers):
+    """Groups for :func:`two_level_assign` in which one group holds every centroid: the
+    kernel then ranks them all, exactly, and keeps the runners-up as well."""
+    k = centers.shape[0]
+    return np.ascontiguousarray(centers[:1]), np.arange(k, dtype=np.int64), np.array([0, k], dtype=np.int64)
+
+
 class GraphAssigner(Assigner):
     """MOPBucket assignment: seeded searches of an HNSW graph over the centroids.
 
@@ -255,9 +270,10 @@ class GraphAssigner(Assigner):
     audit_size : rows of the audit sample that the loop assigns exactly after every
         iteration (one BLAS pass) to measure the fraction of points at their exact
         nearest centroid and the excess cost of the assignment over exact assignment.
-    audit_tolerance : the excess above which the loop widens the search at once; it
-        narrows it again, one step per iteration, once the audit reads at most a
-        quarter of it.
+    audit_tolerance : the excess above which the loop widens the search at once (and,
+        with the beam at ``max_ef_search``, makes the next iteration an exact pass,
+        :meth:`exact_pass`); it narrows it again, one step per iteration, once the
+        audit reads at most a quarter of it.
 
     The measurements behind the defaults are in ``benchmarks/README.md`` (MOPBucket
     ablation). Memory beyond the data: the state (``n * (1 + additional_centroids)``
@@ -324,6 +340,7 @@ class GraphAssigner(Assigner):
         self._stay = False
         self._cold = True
         self.cold_start_ = None
+        self.exact_passes_ = 0
 
     def audit_rows(self, n_rows):
         rng = np.random.default_rng(self.seed)
@@ -367,7 +384,7 @@ class GraphAssigner(Assigner):
 
     def assign(self, X, state, labels_out, sq_dist_out):
         centers = np.ascontiguousarray(self.centroids, dtype=X.dtype)
-        if self._cold and self.cold_start_ in ("two-level", "exact"):
+        if self._groups is not None:  # the two-level or the exact pass, not the graph
             two_level_assign(X, centers, state, labels_out, sq_dist_out, self._groups)
             return 0
         return self._search(X, centers, state, labels_out, sq_dist_out, self._stay and not self._cold)
@@ -402,7 +419,17 @@ class GraphAssigner(Assigner):
         return True
 
     _STATE_ARRAYS = ("_levels", "_projection", "_radius", "_anchor", "_rank")
-    _STATE_SCALARS = ("_ef", "_stay", "_cold", "cold_start_", "stay_audit_", "stats")
+    def can_pass_exactly(self):
+        return True
+
+    def exact_pass(self):
+        """Assign every point exactly, with its exact runners-up, until the next
+        :meth:`prepare`; the loop asks for it where the audit's excess stays above
+        ``audit_tolerance`` at the widest beam. Counted in ``exact_passes_``."""
+        self._groups = _all_centroids(self.centroids)
+        self.exact_passes_ += 1
+
+    _STATE_SCALARS = ("_ef", "_stay", "_cold", "cold_start_", "stay_audit_", "stats", "exact_passes_")
     _GRAPH_ARRAYS = ("data", "levels", "links0", "upper", "upper_offset")
 
     def get_state(self):
@@ -422,7 +449,7 @@ class GraphAssigner(Assigner):
         self.reset()
         self.centroids = np.ascontiguousarray(centroids)
         for name in self._STATE_SCALARS:
-            setattr(self, name, meta[name])
+            setattr(self, name, meta.get(name, getattr(self, name)))
         for name in self._STATE_ARRAYS:
             setattr(self, name, arrays.get(name))
         if "groups_means" in arrays:
@@ -485,12 +512,7 @@ class GraphAssigner(Assigner):
                     or self._two_level_agreement(sample_x) >= COARSE_MIN_AGREEMENT):
                 return "two-level"
             method = "exact" if k <= EXACT_COLD_MAX_CLUSTERS else "graph"
-        self._groups = None
-        if method == "exact":
-            # One group that holds every centroid: the two-level kernel then ranks them
-            # all, exactly, and keeps the runners-up as well.
-            self._groups = (np.ascontiguousarray(centers[:1]), np.arange(k, dtype=np.int64),
-                            np.array([0, k], dtype=np.int64))
+        self._groups = _all_centroids(centers) if method == "exact" else None
         return method
 
     def _two_level_agreement(self, sample_x):

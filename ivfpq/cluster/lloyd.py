@@ -127,14 +127,12 @@ def _prepare_model(previous, centers, sample_x, sample_state, scales, copy_assig
     return assigner, centers, scales.inertia_scale(centers)
 
 
-def _widen_model(model, copy_assigner, wider=True):
+def _widen_model(model, copy_assigner, how="wider"):
+    """The model with its assigner widened, narrowed or switched to one exact pass."""
     assigner, centers, inertia_scale = model
     if copy_assigner:
         assigner = copy.deepcopy(assigner)
-    if wider:
-        assigner.widen()
-    else:
-        assigner.narrow()
+    {"wider": assigner.widen, "narrower": assigner.narrow, "exact": assigner.exact_pass}[how]()
     return assigner, centers, inertia_scale
 
 
@@ -349,7 +347,9 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     the weighted mean of its points. ``history`` gets one ``(seconds, inertia)`` pair
     per counted iteration (``n_iter``): the time since the call began and the inertia of
     that iteration's assignment. The iteration that finds no label changed is counted,
-    as scikit-learn counts it; a look again with a wider search is not. Stops when no
+    as scikit-learn counts it; a look again with a wider search is not. An audit
+    excess above the assigner's ``audit_tolerance`` widens the search, and, once it is
+    at its widest, makes the next iteration an exact pass. Stops when no
     label changes, when the squared centroid shift is at
     most ``tol`` times the mean per-feature variance of the data (or, with
     ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
@@ -478,10 +478,16 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         # The first assignment has no previous centroids to search from (its audit
         # measures the cold start); from the second on, a high excess means the search
         # leaves points where it should not.
-        if iteration > 0 and audit_now is not None and audit_now[1] > assigner.audit_tolerance and widen_left:
+        too_far = iteration > 0 and audit_now is not None and audit_now[1] > assigner.audit_tolerance
+        if too_far and widen_left:
             widen_left -= 1
             audit_widened += 1
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
+        elif too_far and assigner.can_pass_exactly():
+            # The widest search still leaves points where the graph cannot lead them
+            # out (well-separated clusters): one exact pass puts every point at its
+            # nearest centroid and reseeds the next searches from there.
+            model = ex.submit(_widen_model, model, ex.remote, "exact", heavy=True)
         elif stats_now["converged"]:
             if not widen_left:
                 break
@@ -495,7 +501,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
             # gone: the narrow beam, and the stay check it allows, cost a fraction.
             widen_left += 1
             audit_widened -= 1
-            model = ex.submit(_widen_model, model, ex.remote, False, heavy=True)
+            model = ex.submit(_widen_model, model, ex.remote, "narrower", heavy=True)
         previous_inertia = inertia
         if checkpoint is not None and n_iter % checkpoint.every == 0:
             loop = {"iteration": iteration + 1, "n_iter": n_iter, "tol_abs": tol_abs,

@@ -430,3 +430,37 @@ def test_progress_bar_shows_inertia_moved_and_audit(capsys, monkeypatch):
     KMeans(60, algorithm="mop", max_iter=4, tol=0, random_state=0, verbose=True).fit(X)
     err = capsys.readouterr().err
     assert "inertia=" in err and "moved=" in err and "excess=" in err and "/4" in err
+
+
+class _PassRecordingAssigner(GraphAssigner):
+    """Records, for every assignment, whether it was the graph search or an exact pass."""
+
+    def reset(self, n_rows=None):
+        super().reset(n_rows)
+        self.passes = []
+
+    def assign(self, X, state, labels_out, sq_dist_out):
+        self.passes.append("graph" if self._groups is None else "kernel")
+        return super().assign(X, state, labels_out, sq_dist_out)
+
+
+def test_an_audit_excess_at_the_widest_beam_makes_the_next_iteration_an_exact_pass():
+    X, C0 = _hard_mixture("more", 0)
+    assigner = _PassRecordingAssigner(ef_search=2, max_ef_search=2, M=4, ef_construction=8, audit_size=2000,
+                                      audit_tolerance=1e-3, cold_start="graph", ef_cold=2)
+    result = lloyd_on_array(X, C0, assigner, 10, tol=0.0)
+    excess = [e for _, e in result.audit]
+    assert assigner.exact_passes_ > 0
+    # After every iteration from the second on whose audit read above the tolerance
+    # (the beam cannot widen), the next assignment is the exact pass, whose audit reads 0.
+    for i in range(1, len(excess) - 1):
+        if excess[i] > 1e-3:
+            assert assigner.passes[i + 1] == "kernel"
+            assert excess[i + 1] == 0.0
+    assert assigner.passes.count("kernel") == assigner.exact_passes_
+    inertias = [i for _, i in result.history]
+    assert np.all(np.diff(inertias) <= 1e-9 * np.array(inertias[:-1]))
+    # The same search without the audit's escalation ends higher.
+    unaudited = GraphAssigner(ef_search=2, max_ef_search=2, M=4, ef_construction=8, audit_size=2000,
+                              audit_tolerance=np.inf, cold_start="graph", ef_cold=2)
+    assert result.inertia < lloyd_on_array(X, C0, unaudited, 10, tol=0.0).inertia
