@@ -89,11 +89,13 @@ def main(argv=None):
     parser.add_argument("--config", action="append", default=[],
                         help="n,d,k,iterations (repeatable); replaces the default configurations")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the median is reported")
+    parser.add_argument("--real", action="store_true",
+                        help="the real sets of REAL_CONFIGS (d = 50, 128, 384, 784) instead")
     parser.add_argument("--contenders", default="ivfpq,scikit-learn,faiss")
     args = parser.parse_args(argv)
 
     configs = [tuple(int(v) for v in c.split(",")) for c in args.config] or (
-        CONFIGS[:1] if args.quick else CONFIGS)
+        REAL_CONFIGS if args.real else CONFIGS[:1] if args.quick else CONFIGS)
     contenders = args.contenders.split(",")
     print(f"# kmeans_exact  {datetime.date.today()}  {machine_line()}")
     print(f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:] if argv is None else argv)}")
