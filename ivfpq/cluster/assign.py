@@ -47,14 +47,14 @@ AUDIT_SAMPLE = 4096
 #: barely move their centroids and the seeded searches fix them; with few points per
 #: cluster and many misplaced ones, they pull the run into a worse local minimum that
 #: later iterations, exact ones included, do not leave (figures in
-#: ``benchmarks/README.md``, "The cold start and the points per cluster").
+#: ``benchmarks/README.md``, "k = 10,000 on every set after the cold-start rule").
 COARSE_MIN_POINTS = 64
 COARSE_MIN_AGREEMENT = 0.95
 #: ``cold_start="auto"``, where the two-level start is not used: the exact start (one
 #: BLAS pass against every centroid) up to this many centroids, the graph start above.
 #: Per point the exact pass costs ``k`` distances at GEMM speed, the graph start about
 #: ``2 * M * ef_cold`` scattered ones plus the graph build; at k = 10,000 the exact
-#: pass was the cheaper of the two on all four real sets of ``benchmarks/README.md``.
+#: pass was as cheap or cheaper on the four real sets (``benchmarks/README.md``).
 EXACT_COLD_MAX_CLUSTERS = 16384
 #: The default beam of the graph start (``ef_cold``), at least ``2 * ef_search``.
 COLD_EF = 64
@@ -251,8 +251,8 @@ class GraphAssigner(Assigner):
         a rough start misplaces are many and a large share of their clusters, and
         lead the run to a worse local minimum, "exact" up to
         ``EXACT_COLD_MAX_CLUSTERS`` centroids and "graph" above
-        (``benchmarks/README.md``, "Cold start at scale" and "The cold start and the
-        points per cluster"). The choice is kept in ``cold_start_``.
+        (``benchmarks/README.md``, "Cold start at scale" and "k = 10,000 on every set
+        after the cold-start rule"). The choice is kept in ``cold_start_``.
     cold_nprobe : groups of centroids scanned per point by the "two-level" start.
     max_ef_search : the widest beam :meth:`widen` goes to (default ``4 * ef_search``).
     ef_cold : beam width of the "graph" cold start, by default
@@ -418,7 +418,6 @@ class GraphAssigner(Assigner):
         self._ef = max(self.ef_search, self._ef // 2)
         return True
 
-    _STATE_ARRAYS = ("_levels", "_projection", "_radius", "_anchor", "_rank")
     def can_pass_exactly(self):
         return True
 
@@ -429,6 +428,7 @@ class GraphAssigner(Assigner):
         self._groups = _all_centroids(self.centroids)
         self.exact_passes_ += 1
 
+    _STATE_ARRAYS = ("_levels", "_projection", "_radius", "_anchor", "_rank")
     _STATE_SCALARS = ("_ef", "_stay", "_cold", "cold_start_", "stay_audit_", "stats", "exact_passes_")
     _GRAPH_ARRAYS = ("data", "levels", "links0", "upper", "upper_offset")
 
