@@ -349,7 +349,8 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     that iteration's assignment. The iteration that finds no label changed is counted,
     as scikit-learn counts it; a look again with a wider search is not. An audit
     excess above the assigner's ``audit_tolerance`` widens the search, and, once it is
-    at its widest, makes the next iteration an exact pass. Stops when no
+    at its widest, makes the next iteration an exact pass (also where the widest
+    search would stop, with no label changed). Stops when no
     label changes, when the squared centroid shift is at
     most ``tol`` times the mean per-feature variance of the data (or, with
     ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
@@ -417,6 +418,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     history, changed_fraction, work = loop["history"], loop["changed_fraction"], loop["work"]
     audits = loop["audit"]
     labels_match_centers = False
+    looked_exactly = False  # since the last iteration that moved points
     n_iter = loop["n_iter"]
     stats_now = None
     widen_left = loop["widen_left"]
@@ -438,19 +440,27 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
                 widen_left -= 1
                 model = ex.submit(_widen_model, model, ex.remote, heavy=True)
                 continue
+            audit_now = audit(states, model)
+            if (not looked_exactly and audit_now is not None and audit_now[1] > assigner.audit_tolerance
+                    and assigner.can_pass_exactly()):
+                # The widest search stands still where the audit still sees points away
+                # from their nearest centroid: look once more, exactly.
+                looked_exactly = True
+                model = ex.submit(_widen_model, model, ex.remote, "exact", heavy=True)
+                continue
             labels_match_centers = True
             # Counted, as scikit-learn counts the iteration in which it detects convergence.
             n_iter += 1
             history.append((time.perf_counter() - start, stats_now["inertia"]))
             changed_fraction.append(0.0)
             work.append(stats_now["work"])
-            audit_now = audit(states, model)
             if audit_now is not None:
                 audits.append(audit_now)
             if callback is not None:
                 callback(n_iter, stats_now["inertia"], 0.0, audit_now)
             break
         n_iter += 1
+        looked_exactly = False
         audit_now = audit(states, model)
         if stats_now["empty"].size:
             clusters, owner, rows, moves = _relocate_empty_clusters(ex, states, stats_now["empty"])

@@ -3,7 +3,7 @@ import pytest
 
 from ivfpq import KMeans
 from ivfpq.cluster.assign import GraphAssigner
-from ivfpq.cluster.assign import ExactAssigner
+from ivfpq.cluster.assign import Assigner, ExactAssigner
 from ivfpq.cluster.kmeans import choose_algorithm
 from ivfpq.cluster.lloyd import lloyd_on_array
 from .._data import gaussian_mixture
@@ -464,3 +464,66 @@ def test_an_audit_excess_at_the_widest_beam_makes_the_next_iteration_an_exact_pa
     unaudited = GraphAssigner(ef_search=2, max_ef_search=2, M=4, ef_construction=8, audit_size=2000,
                               audit_tolerance=np.inf, cold_start="graph", ef_cold=2)
     assert result.inertia < lloyd_on_array(X, C0, unaudited, 10, tol=0.0).inertia
+
+
+class _LazyAssigner(Assigner):
+    """Exact first; then every point stays where it is (a search that can lead nowhere),
+    unless the loop asks for an exact pass."""
+
+    audit_tolerance = 1e-9
+
+    def __init__(self, exact_passes):
+        self.exact_passes = exact_passes
+
+    def reset(self, n_rows=None):
+        self.passes = []
+
+    def audit_rows(self, n_rows):
+        return np.arange(n_rows, dtype=np.int64)
+
+    def audit_positions(self, n_sample):
+        return np.arange(n_sample, dtype=np.int64)
+
+    def new_state(self, n_rows):
+        return np.full((n_rows, 1), -1, dtype=np.int32)
+
+    def prepare(self, centroids, sample_x=None, sample_state=None):
+        self.centroids = np.ascontiguousarray(centroids)
+        self._exact_assigner = ExactAssigner()
+        self._exact_assigner.prepare(centroids)
+        self._exact = sample_state is None or bool((sample_state[:, 0] < 0).all())
+
+    def can_pass_exactly(self):
+        return self.exact_passes
+
+    def exact_pass(self):
+        self._exact = True
+
+    def relabel(self, state, rows, clusters):
+        state[rows, 0] = clusters
+
+    def assign(self, X, state, labels_out, sq_dist_out):
+        self.passes.append("exact" if self._exact else "stay")
+        if self._exact:
+            self._exact_assigner.assign(X, None, labels_out, sq_dist_out)
+            state[:, 0] = labels_out
+        else:
+            labels_out[:] = state[:, 0]
+            diff = X.astype(np.float64) - self.centroids.astype(np.float64)[labels_out]
+            sq_dist_out[:] = np.einsum("ij,ij->i", diff, diff)
+        return 0
+
+
+def test_a_standstill_with_an_audit_above_the_tolerance_looks_once_more_exactly():
+    X = _blobs(3000, 8, 30, seed=4)
+    C0 = X[np.random.default_rng(3).choice(3000, 60, replace=False)].copy()
+    exact = lloyd_on_array(X, C0, ExactAssigner(), 300, tol=0.0)
+    stuck = lloyd_on_array(X, C0, _LazyAssigner(exact_passes=False), 300, tol=0.0)
+    assert stuck.n_iter == 2 and stuck.inertia > exact.inertia * 1.01  # stops where it stands
+    lazy = _LazyAssigner(exact_passes=True)
+    looked = lloyd_on_array(X, C0, lazy, 300, tol=0.0)
+    # Every standstill is followed by an exact look, which makes the run exact Lloyd's.
+    assert lazy.passes[:4] == ["exact", "stay", "exact", "stay"]
+    np.testing.assert_array_equal(looked.labels, exact.labels)
+    np.testing.assert_array_equal(looked.centers, exact.centers)
+    assert looked.inertia == pytest.approx(exact.inertia, rel=1e-12)
