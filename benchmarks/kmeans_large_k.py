@@ -371,12 +371,14 @@ def plot(panels, path):
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4 * rows), squeeze=False)
     styles = {"ours-mop": "C3", "ours-exact": "C0", "sklearn": "C2", "faiss-exact": "C1",
               "faiss-hnsw": "C4", "sklearnex": "C5", "superkmeans": "C6", "superkmeans-full": "C7"}
+    variants = sorted({name for *_, traces, _ in panels for name in traces if name not in styles})
     for ax, (title, n, traces, target) in zip(axes.ravel(), panels):
         for name, trace in traces.items():
             if trace:
                 t, inertia = zip(*trace)
-                ax.plot(t, np.array(inertia) / n, marker=".", label=name,
-                        color=styles.get(name))
+                known = name in styles
+                ax.plot(t, np.array(inertia) / n, marker=".", label=name, ls="-" if known else "--",
+                        color=styles[name] if known else f"C{8 + variants.index(name) % 2}")
         ax.axhline(target / n, color="grey", ls="--", lw=0.8, label="exact 10-iter +0.5%")
         ax.set_xscale("log")
         ax.set_yscale("log")

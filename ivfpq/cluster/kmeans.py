@@ -367,8 +367,9 @@ class KMeans(_BaseKMeans, Persistable):
         exact assignment (``audit_``, and the progress bar). 0 turns it off.
     audit_tolerance : float or None, default=1e-3
         "mop" only: an excess cost above this widens the search at once (up to
-        ``max_ef_search``), and an excess at most a quarter of it narrows a search
-        so widened again, one step per iteration; None never widens.
+        ``max_ef_search``; beyond it, the next iteration is an exact pass over all
+        points), and an excess at most a quarter of it narrows a search so widened
+        again, one step per iteration; None never widens.
     checkpoint : str, path or None, default=None
         A file where the whole state of the fit is written every ``checkpoint_every``
         iterations (versioned ``.npz``, written atomically, no pickle; see
