@@ -89,36 +89,29 @@ class _BudgetReached(Exception):
 
 
 class _CountingAssigner(Assigner):
-    """Wraps an assigner to record the node expansions of each assignment."""
+    """Wraps an assigner to record the node expansions of each assignment; every other
+    hook of the protocol goes to the wrapped one (audits, widening, exact passes)."""
 
     def __init__(self, inner):
         self.inner, self.expansions = inner, []
 
-    def reset(self, n_rows=None):
-        self.inner.reset(n_rows)
-
-    def audit_rows(self, n_rows):
-        return self.inner.audit_rows(n_rows)
-
-    def new_state(self, n_rows):
-        return self.inner.new_state(n_rows)
-
-    def prepare(self, centroids, sample_x=None, sample_state=None):
-        self.inner.prepare(centroids, sample_x, sample_state)
-
-    def relabel(self, state, rows, clusters):
-        self.inner.relabel(state, rows, clusters)
-
-    def widen(self):
-        return self.inner.widen()
-
-    def widen_steps(self):
-        return self.inner.widen_steps()
+    @property
+    def audit_tolerance(self):
+        return self.inner.audit_tolerance
 
     def assign(self, X, state, labels_out, sq_dist_out):
         work = self.inner.assign(X, state, labels_out, sq_dist_out)
         self.expansions.append(work)
         return work
+
+
+def _delegate(name):
+    return lambda self, *args: getattr(self.inner, name)(*args)
+
+
+for _hook in ("reset", "audit_rows", "audit_positions", "new_state", "prepare", "relabel", "widen", "widen_steps",
+              "narrow", "can_pass_exactly", "exact_pass", "get_state", "set_state"):
+    setattr(_CountingAssigner, _hook, _delegate(_hook))
 
 
 # ----------------------------------------------------------------------------- contenders
