@@ -36,7 +36,7 @@ from ..kernels.distances import augmented_centroids, default_block_rows, nearest
 from .._graph import HNSWGraph, build_graph, draw_levels, repair_nodes
 from ..kernels.mop import mop_assign, nearest_link_distances
 
-__all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "in_row_shares", "two_level_assign"]
+__all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "exact_audit", "in_row_shares", "two_level_assign"]
 
 #: Rows of the audit sample of :class:`GraphAssigner` (chosen by global row number).
 AUDIT_SAMPLE = 4096
@@ -203,6 +203,18 @@ def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_r
         block_rows = int(min(1024, max(16, (1 << 20) // max(1, widest))))
     in_row_shares(lambda start, stop: assign_rows(X, centers, state, labels_out, sq_dist_out, groups, start,
                                                   stop, block_rows), X.shape[0], block_rows, n_threads)
+
+
+def exact_audit(sample_x, centers, sample_sq):
+    """(fraction of the rows at their exact nearest centroid, excess cost over exact
+    assignment) of an assignment of the rows of ``sample_x`` to ``centers``, from its
+    exact squared distances ``sample_sq``: one exact pass over the sample."""
+    m = sample_x.shape[0]
+    exact = np.empty(m, dtype=np.float64)
+    nearest_centroids(np.ascontiguousarray(sample_x, dtype=centers.dtype), centers, np.empty(m, np.int64), exact)
+    total = float(np.sum(exact))
+    excess = (float(np.sum(sample_sq)) - total) / total if total > 0 else 0.0
+    return float(np.mean(sample_sq <= exact)), max(excess, 0.0)
 
 
 def _all_centroids(centers):
@@ -520,10 +532,9 @@ class GraphAssigner(Assigner):
         their exact nearest centroid."""
         sample = np.ascontiguousarray(sample_x, dtype=self.centroids.dtype)
         m = sample.shape[0]
-        rough, exact = np.empty(m), np.empty(m)
+        rough = np.empty(m)
         two_level_assign(sample, self.centroids, self.new_state(m), np.empty(m, np.int64), rough, self._groups)
-        nearest_centroids(sample, self.centroids, np.empty(m, np.int64), exact)
-        return float(np.mean(rough <= exact))
+        return exact_audit(sample, self.centroids, rough)[0]
 
     def _locality_rank(self, data):
         """A rank of the centroids in which near ones are near: by the nearest of

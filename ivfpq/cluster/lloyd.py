@@ -38,8 +38,7 @@ from ..kernels.lloyd import (
     fixed_total,
     updated_centers,
 )
-from ..kernels.distances import nearest_centroids
-from .assign import ExactAssigner
+from .assign import ExactAssigner, exact_audit
 from .executor import RowChanges, add_partials, block_of_rows, gather_rows, local_executor
 
 __all__ = ["lloyd", "lloyd_on_array", "predict", "LloydResult", "BlockState", "FitScales", "WIDEN_BELOW"]
@@ -258,16 +257,8 @@ def _sample_sq_dists(state, local_rows):
 
 
 def _audit(model, sample_x, sample_sq):
-    """(fraction of the rows at their exact nearest centroid, excess cost over exact
-    assignment) of an assignment, from its exact distances on a sample of rows."""
-    _, centers, _ = model
-    m = sample_x.shape[0]
-    exact = np.empty(m, dtype=np.float64)
-    nearest_centroids(np.ascontiguousarray(sample_x, dtype=centers.dtype), centers, np.empty(m, np.int64),
-                      exact)
-    total = float(np.sum(exact))
-    excess = (float(np.sum(sample_sq)) - total) / total if total > 0 else 0.0
-    return float(np.mean(sample_sq <= exact)), max(excess, 0.0)
+    """:func:`ivfpq.cluster.assign.exact_audit` of an assignment to the model's centers."""
+    return exact_audit(sample_x, model[1], sample_sq)
 
 
 def _relocate_empty_clusters(ex, states, empty):
