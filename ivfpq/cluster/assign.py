@@ -32,7 +32,15 @@ import numpy as np
 
 from .._threads import thread_limits
 from ..kernels.coarse import assign_rows, coarse_groups, counting_order, default_n_groups
-from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids
+from ..kernels.distances import (
+    LOWER_MARGIN,
+    augmented_centroids,
+    bounded_nearest_centroids,
+    default_block_rows,
+    exact_sq_distances,
+    nearest_centroids,
+    new_bounds,
+)
 from .._graph import HNSWGraph, build_graph, draw_levels, repair_nodes
 from ..kernels.mop import mop_assign, nearest_link_distances
 
@@ -40,6 +48,13 @@ __all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "exact_audit", "in_row_
 
 #: Rows of the audit sample of :class:`GraphAssigner` (chosen by global row number).
 AUDIT_SAMPLE = 4096
+#: Rows on which :class:`ExactAssigner` chooses its movers, each iteration.
+BOUNDS_SAMPLE = 1024
+#: The work of a row that the bounds settle, beyond its scores against the movers, in
+#: scores against one centroid: its exact distance to its own centroid and the gather.
+BOUNDED_ROW_COST = 16
+#: Where the bounds would save less than this fraction of a full pass, make a full one.
+BOUNDED_MAX_COST = 0.9
 #: ``cold_start="auto"``: the two-level start where the data has at least this many
 #: points per centroid, or where the start puts at least ``COARSE_MIN_AGREEMENT`` of
 #: the audit sample at its exact nearest centroid; the graph start otherwise. With many
@@ -136,7 +151,23 @@ class Assigner:
 class ExactAssigner(Assigner):
     """Brute-force assignment: BLAS distance blocks, then an exact float64 decision
     where the BLAS rounding could matter (:func:`ivfpq.kernels.distances.nearest_centroids`).
-    Cost ``n * k * d``.
+    Cost ``n * k * d`` at most.
+
+    With ``bounds`` (the default) each point also remembers a proven lower bound on its
+    distance to every centroid but its own (Hamerly's bound), and :meth:`prepare`
+    measures how far each centroid moved. A point whose own centroid is still nearer
+    than that bound less the largest move of the other centroids is scored against the
+    few centroids that moved most (the *movers*), not against all of them
+    (:func:`ivfpq.kernels.distances.bounded_nearest_centroids`). Which centroids count
+    as movers is chosen in :meth:`prepare` to minimise the work on a fixed sample of
+    rows. Every label is still the exact nearest centroid, so the results are the same
+    bit for bit with and without bounds; late in a fit, when most centroids stand still,
+    most points are settled for a small fraction of the cost (the final pass too).
+
+    Parameters
+    ----------
+    block_rows : rows per block of scores (default: about 8 MB of them).
+    bounds : keep the per-point bounds and skip the work they make unnecessary.
 
     Examples
     --------
@@ -149,29 +180,97 @@ class ExactAssigner(Assigner):
     ([0, 1], [1.0, 2.0])
     """
 
-    def __init__(self, block_rows=None):
+    def __init__(self, block_rows=None, bounds=True):
         self.block_rows = block_rows
+        self.bounds = bounds
+        self.reset()
+
+    def reset(self, n_rows=None):
         self.centroids = None
         self._augmented = None
+        self._movers = None  # None: a full pass
+        self._slack = 0.0
+        self._movers_augmented = None
+        self.bounded_ = []  # per prepare: the movers chosen (-1: a full pass)
+
+    def audit_rows(self, n_rows):
+        if not self.bounds:
+            return None
+        rng = np.random.default_rng(0)
+        return np.sort(rng.choice(n_rows, min(n_rows, BOUNDS_SAMPLE), replace=False)).astype(np.int64)
+
+    def new_state(self, n_rows):
+        return new_bounds(n_rows) if self.bounds else None
 
     def prepare(self, centroids, sample_x=None, sample_state=None):
+        previous = self.centroids
         self.centroids = np.ascontiguousarray(centroids)
         self._augmented = augmented_centroids(self.centroids)
+        self._movers, self._slack, self._movers_augmented = None, 0.0, None
+        if (self.bounds and previous is not None and previous.shape == self.centroids.shape
+                and sample_state is not None and sample_state.shape[0] > 0):
+            self._choose_movers(previous, np.ascontiguousarray(sample_x, dtype=self.centroids.dtype),
+                                sample_state)
+        self.bounded_.append(-1 if self._movers is None else int(self._movers.size))
 
     def assign(self, X, state, labels_out, sq_dist_out):
         centroids = self.centroids
         augmented = self._augmented
+        movers_augmented = self._movers_augmented
         if centroids.dtype != X.dtype:
             centroids = np.ascontiguousarray(centroids, dtype=X.dtype)
             augmented = augmented_centroids(centroids)
+            movers_augmented = None
         block_rows = self.block_rows or default_block_rows(centroids.shape[0], X.dtype.itemsize)
 
         def share(start, stop):
-            nearest_centroids(X[start:stop], centroids, labels_out[start:stop], sq_dist_out[start:stop],
-                              block_rows, augmented)
+            if state is None:
+                nearest_centroids(X[start:stop], centroids, labels_out[start:stop], sq_dist_out[start:stop],
+                                  block_rows, augmented)
+            else:
+                bounded_nearest_centroids(X[start:stop], centroids, labels_out[start:stop],
+                                          sq_dist_out[start:stop], state[start:stop], self._movers,
+                                          self._slack, block_rows, augmented, movers_augmented)
 
         in_row_shares(share, X.shape[0], block_rows)
         return 0
+
+    def relabel(self, state, rows, clusters):
+        if state is not None:
+            state["label"][rows] = clusters
+            state["lower"][rows] = 0.0  # no bound: the next pass scores these rows in full
+
+    def _choose_movers(self, previous, sample_x, sample_state):
+        """The movers (and slack) that minimise the work of the next pass on the sample:
+        a row the bounds settle costs ``len(movers) + BOUNDED_ROW_COST`` centroids' worth
+        of work, any other row ``k``."""
+        centroids = self.centroids
+        k = centroids.shape[0]
+        drift = centroids.astype(np.float64) - previous.astype(np.float64)
+        shift = np.sqrt(np.einsum("ij,ij->i", drift, drift)) * (1.0 + LOWER_MARGIN)
+        order = np.argsort(-shift, kind="stable")
+        labels = sample_state["label"].astype(np.int64)
+        has_label = labels >= 0
+        labelled = np.empty(int(np.count_nonzero(has_label)), dtype=np.float64)
+        exact_sq_distances(np.ascontiguousarray(sample_x[has_label]), centroids, labels[has_label], labelled)
+        own = np.full(labels.size, np.inf)
+        own[has_label] = np.sqrt(labelled) * (1.0 + LOWER_MARGIN)
+        lower = sample_state["lower"].astype(np.float64)
+        m = labels.size
+        best_cost, best = float(m) * k, None
+        n_movers = 0
+        while n_movers < k:
+            slack = float(shift[order[n_movers]])
+            settled = int(np.count_nonzero(own < lower - slack))
+            cost = float(m - settled) * k + settled * (n_movers + BOUNDED_ROW_COST)
+            if cost < best_cost:
+                best_cost, best = cost, (n_movers, slack)
+            n_movers = max(8, 2 * n_movers)
+        if best is None or best_cost > BOUNDED_MAX_COST * m * k:
+            return
+        n_movers, self._slack = best
+        self._movers = np.sort(order[:n_movers]).astype(np.int64)
+        self._movers_augmented = augmented_centroids(np.ascontiguousarray(centroids[self._movers]))
 
 
 def in_row_shares(work, n_rows, min_rows, n_threads=None):

@@ -299,7 +299,13 @@ def _snapshot(ex, states, totals, model, loop):
               "labels": np.concatenate([p[0] for p in parts]),
               "sq_dists": np.concatenate([p[1] for p in parts])}
     if parts[0][2] is not None:
-        arrays["row_state"] = np.concatenate([p[2] for p in parts])
+        row_state = np.concatenate([p[2] for p in parts])
+        # Record arrays (the exact assigner's bounds) are stored field by field: files
+        # hold plain numeric arrays only.
+        for name in row_state.dtype.names or ():
+            arrays["row_state." + name] = row_state[name]
+        if row_state.dtype.names is None:
+            arrays["row_state"] = row_state
     arrays.update({"assigner_" + name: value for name, value in assigner_arrays.items()})
     return {"loop": loop, "assigner": assigner_meta}, arrays
 
@@ -308,6 +314,13 @@ def _restore(ex, blocks, snapshot, assigner, scales_handle):
     """(loop values, block states, totals, model) from a :func:`_snapshot`."""
     meta, arrays = snapshot
     bounds = ex.offsets
+
+    template = assigner.new_state(0)
+    if template is not None and template.dtype.names:
+        row_state = np.empty(arrays["labels"].shape[0], dtype=template.dtype)
+        for name in template.dtype.names:
+            row_state[name] = arrays["row_state." + name]
+        arrays = dict(arrays, row_state=row_state)
 
     def split(name):
         if name not in arrays:

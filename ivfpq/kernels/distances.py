@@ -20,6 +20,9 @@ from numba import njit, prange
 
 __all__ = [
     "augmented_centroids",
+    "BOUNDS_DTYPE",
+    "bounded_nearest_centroids",
+    "new_bounds",
     "default_block_rows",
     "exact_sq_distance",
     "exact_sq_distances",
@@ -105,15 +108,28 @@ def score_error_bound(x_norms, c_max_norm, n_features, dtype):
     return 2.0 * (gamma * (2.0 * x * c + c * c) + 2.0 * u * c * c + gamma64 * (x + c) ** 2)
 
 
+#: Relative margin taken off every proven lower bound on a distance, for the rounding of
+#: the square root and of the float64 sums behind it.
+LOWER_MARGIN = 1e-12
+
+
+@njit(cache=True, inline="always")
+def _lower_distance(sq_lower):
+    """A lower bound on a distance from a lower bound on its square."""
+    return np.sqrt(max(sq_lower, 0.0)) * (1.0 - LOWER_MARGIN)
+
+
 @njit(cache=True, fastmath=True, nogil=True)
-def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, sq_out):
+def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, sq_out, lower_out):
     """Turn a screened argmin into the exact one, for rows ``start:start + m`` of ``X``.
 
     ``scores`` (m, k) are the GEMM scores of those rows, ``labels[r]`` the argmin of
     row ``r``. Every centroid whose score is within twice the row's error bound
     (:func:`score_error_bound`) of the best is compared by exact distance (ties to
-    the lower index). ``sq_out[r]`` gets the exact squared distance to the winner.
-    ``fastmath`` only lets the norm and the count run in SIMD lanes: the bound keeps a
+    the lower index). ``sq_out[r]`` gets the exact squared distance to the winner and,
+    unless ``lower_out`` is empty, ``lower_out[r]`` a proven lower bound on the distance
+    (not squared) from the row to every other centroid, from the second-best score
+    less its error bound. ``fastmath`` only lets the norm and the count run in SIMD lanes: the bound keeps a
     2x margin, and the label is the exact nearest whatever candidates the bound admits.
     """
     m, k = scores.shape
@@ -123,7 +139,8 @@ def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, s
         for j in range(X.shape[1]):
             norm += np.float64(X[i, j]) * np.float64(X[i, j])
         best = labels[r]
-        limit = np.float64(scores[r, best]) + 2.0 * _bound(np.sqrt(norm), c_max_norm, gamma, u, gamma64)
+        err = _bound(np.sqrt(norm), c_max_norm, gamma, u, gamma64)
+        limit = np.float64(scores[r, best]) + 2.0 * err
         # Compared in the scores' own type, the limit rounded up so that no candidate
         # within it is missed.
         limit_s = scores.dtype.type(limit)
@@ -142,9 +159,16 @@ def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, s
                         best, best_d = t, dist
             labels[r] = best
         sq_out[r] = best_d
+        if lower_out.shape[0] > 0:
+            second = np.inf
+            for t in range(best):
+                second = min(second, np.float64(scores[r, t]))
+            for t in range(best + 1, k):
+                second = min(second, np.float64(scores[r, t]))
+            lower_out[r] = _lower_distance(second - err + norm)
 
 
-def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=None):
+def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=None, lower_out=None):
     """The exact nearest centroid of every row of ``X``, and its squared distance.
 
     ``labels_out[i]`` is the index of the centroid at the smallest exact float64
@@ -152,7 +176,9 @@ def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=
     distance. The result does not depend on ``block_rows``, on the BLAS or on the
     thread count (see the module). Memory is O(block_rows * k); the n x k matrix is
     never built. ``X`` and ``C`` must share a float dtype and be C-contiguous; pass
-    ``augmented`` (from :func:`augmented_centroids`) to reuse it.
+    ``augmented`` (from :func:`augmented_centroids`) to reuse it. ``lower_out``, if
+    given, receives per row a proven lower bound on the distance (not squared) to every
+    centroid but the nearest (the bounds of :func:`bounded_nearest_centroids`).
 
     Examples
     --------
@@ -174,6 +200,7 @@ def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=
     M = augmented_centroids(C) if augmented is None else augmented
     c_max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", C, C, dtype=np.float64))))
     factors = _error_factors(d, X.dtype)
+    lower = np.empty(0) if lower_out is None else lower_out
     step = max(8, (1 << 20) // max(1, k * X.dtype.itemsize))
     rows = np.empty((block_rows, d + 1), dtype=X.dtype)
     rows[:, d] = 1
@@ -190,4 +217,172 @@ def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=
             labels = labels_out[start + lo:start + hi]
             np.argmin(block[lo:hi], axis=1, out=labels)
             settle_nearest(block[lo:hi], X, start + lo, C, c_max_norm, *factors, labels,
-                           sq_dist_out[start + lo:start + hi])
+                           sq_dist_out[start + lo:start + hi], lower[start + lo:start + hi])
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def screen_by_bounds(X, C, labels, lower, slack, own_sq_out, kept_out):
+    """Which rows the bounds settle: ``own_sq_out[i]`` gets the exact squared distance
+    from ``X[i]`` to ``C[labels[i]]``, and ``kept_out[i]`` whether that distance is below
+    ``lower[i] - slack``, a lower bound on the distance to every centroid that moved by at
+    most ``slack`` since ``lower`` was proven (triangle inequality). Rows without a label
+    (-1) are not kept. Returns the number kept."""
+    n = X.shape[0]
+    kept = 0
+    for i in range(n):
+        a = labels[i]
+        if a < 0:
+            own_sq_out[i] = np.inf
+            kept_out[i] = False
+            continue
+        own = exact_sq_distance(X, i, C, a)
+        own_sq_out[i] = own
+        kept_out[i] = np.sqrt(own) * (1.0 + LOWER_MARGIN) < lower[i] - slack
+        kept += kept_out[i]
+    return kept
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def settle_among_movers(scores, X, rows, C, movers, c_max_norm, gamma, u, gamma64, own, own_sq, rest_lower,
+                        labels_out, sq_out, lower_out):
+    """The exact nearest centroid of rows ``X[rows]`` among their own centroid and the
+    ``movers``, for rows whose own centroid is proven nearer than every other centroid
+    (``rest_lower``, the bound of :func:`screen_by_bounds` less the slack).
+
+    ``scores[r]`` are the GEMM scores of ``X[rows[r]]`` against ``C[movers]``; a mover
+    whose score is within twice the row's error bound of the own centroid's exact score
+    is compared by exact distance (ties to the lower index), as in
+    :func:`settle_nearest`. ``lower_out[r]`` gets a lower bound on the distance to every
+    centroid but the winner: the least of ``rest_lower[r]``, the losers' exact
+    distances and the other movers' proven bounds.
+    """
+    m, n_movers = scores.shape
+    for r in range(m):
+        i = rows[r]
+        norm = 0.0
+        for j in range(X.shape[1]):
+            norm += np.float64(X[i, j]) * np.float64(X[i, j])
+        err = _bound(np.sqrt(norm), c_max_norm, gamma, u, gamma64)
+        best, best_d = own[r], own_sq[r]
+        limit = best_d - norm + 2.0 * err
+        second_sq = rest_lower[r] * rest_lower[r]
+        for t in range(n_movers):
+            c = movers[t]
+            if c == own[r]:
+                continue
+            score = np.float64(scores[r, t])
+            if score <= limit:
+                dist = exact_sq_distance(X, i, C, c)
+                if dist < best_d or (dist == best_d and c < best):
+                    second_sq = min(second_sq, best_d)
+                    best, best_d = c, dist
+                else:
+                    second_sq = min(second_sq, dist)
+            else:
+                second_sq = min(second_sq, score - err + norm)
+        labels_out[r] = best
+        sq_out[r] = best_d
+        lower_out[r] = _lower_distance(second_sq)
+
+
+#: A row's bounds (:func:`bounded_nearest_centroids`): its label at the last pass (-1:
+#: none) and a lower bound on its distance to every other centroid, rounded down.
+BOUNDS_DTYPE = np.dtype([("label", np.int32), ("lower", np.float32)])
+
+
+def new_bounds(n_rows):
+    """Bounds of ``n_rows`` rows that settle nothing (no label yet)."""
+    bounds = np.zeros(n_rows, dtype=BOUNDS_DTYPE)
+    bounds["label"] = -1
+    return bounds
+
+
+def _store_bounds(bounds, rows, labels, lower):
+    """Store ``labels`` and the float64 bounds ``lower``, rounded down to float32."""
+    low = lower.astype(np.float32)
+    high = low > lower
+    low[high] = np.nextafter(low[high], np.float32(-np.inf))
+    if rows is None:
+        bounds["label"], bounds["lower"] = labels, low
+    else:
+        bounds["label"][rows], bounds["lower"][rows] = labels, low
+
+
+def bounded_nearest_centroids(X, C, labels_out, sq_dist_out, bounds, movers, slack, block_rows=None,
+                              augmented=None, movers_augmented=None):
+    """:func:`nearest_centroids`, skipping the rows that bounds settle; same result.
+
+    ``bounds`` (:data:`BOUNDS_DTYPE`, one per row) is read and rewritten: each row's
+    label at the last call and a proven lower bound on its distance, then, to every
+    other centroid. Since then each centroid has moved; ``movers`` are the indices of
+    those that moved more than ``slack``, the others moved at most ``slack``. A row
+    whose own centroid is nearer than the bound less the slack (Hamerly's test) can only
+    change to a mover: it is scored against the movers alone (a GEMM of
+    ``len(movers)`` columns); every other row against all centroids. Every label is the
+    exact nearest centroid either way, so the result is the one
+    :func:`nearest_centroids` gives, bit for bit; only the work differs. Pass
+    ``movers=None`` for a full pass that only records the bounds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [2.9, 0.0]], dtype=np.float32)
+    >>> C = np.array([[0.0, 1.0], [3.0, 0.0]], dtype=np.float32)
+    >>> labels, sq, bounds = np.empty(2, np.int64), np.empty(2), new_bounds(2)
+    >>> bounded_nearest_centroids(X, C, labels, sq, bounds, None, 0.0)
+    >>> C[1, 0] = 2.8  # only centroid 1 moves, by 0.2
+    >>> bounded_nearest_centroids(X, C, labels, sq, bounds, np.array([1]), 0.0)
+    >>> labels.tolist(), bounds["label"].tolist()
+    ([0, 1], [0, 1])
+    """
+    n, d = X.shape
+    if n == 0:
+        return
+    full = None
+    if movers is not None:
+        previous = bounds["label"].astype(np.int64)
+        own_sq = np.empty(n, dtype=np.float64)
+        kept_mask = np.empty(n, dtype=np.bool_)
+        screen_by_bounds(X, C, previous, bounds["lower"], slack, own_sq, kept_mask)
+        kept = np.flatnonzero(kept_mask)
+        full = np.flatnonzero(~kept_mask)
+        if kept.size:
+            _settle_kept(X, C, kept, previous[kept], own_sq[kept],
+                         bounds["lower"][kept].astype(np.float64) - slack, movers, movers_augmented, labels_out,
+                         sq_dist_out, bounds, block_rows)
+    if full is None or full.size == n:
+        lower = np.empty(n, dtype=np.float64)
+        nearest_centroids(X, C, labels_out, sq_dist_out, block_rows, augmented, lower)
+        _store_bounds(bounds, None, labels_out, lower)
+    elif full.size:
+        labels, sq, lower = np.empty(full.size, np.int64), np.empty(full.size), np.empty(full.size)
+        nearest_centroids(np.ascontiguousarray(X[full]), C, labels, sq, block_rows, augmented, lower)
+        labels_out[full], sq_dist_out[full] = labels, sq
+        _store_bounds(bounds, full, labels, lower)
+
+
+def _settle_kept(X, C, kept, own, own_sq, rest_lower, movers, movers_augmented, labels_out, sq_dist_out,
+                 bounds, block_rows):
+    """The rows ``kept`` of :func:`bounded_nearest_centroids`, against the movers."""
+    d = X.shape[1]
+    if movers.size == 0:
+        labels_out[kept], sq_dist_out[kept] = own, own_sq
+        _store_bounds(bounds, kept, own, rest_lower)
+        return
+    if movers_augmented is None:
+        movers_augmented = augmented_centroids(np.ascontiguousarray(C[movers]))
+    c_max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", C[movers], C[movers], dtype=np.float64))))
+    factors = _error_factors(d, X.dtype)
+    step = min(kept.size, block_rows or default_block_rows(movers.size, X.dtype.itemsize))
+    rows = np.empty((step, d + 1), dtype=X.dtype)
+    rows[:, d] = 1
+    scores = np.empty((step, movers.size), dtype=X.dtype)
+    labels, sq, lower = (np.empty(kept.size, dtype=t) for t in (np.int64, np.float64, np.float64))
+    for lo in range(0, kept.size, step):
+        hi = min(kept.size, lo + step)
+        rows[:hi - lo, :d] = X[kept[lo:hi]]
+        np.matmul(rows[:hi - lo], movers_augmented, out=scores[:hi - lo])
+        settle_among_movers(scores[:hi - lo], X, kept[lo:hi], C, movers, c_max_norm, *factors, own[lo:hi],
+                            own_sq[lo:hi], rest_lower[lo:hi], labels[lo:hi], sq[lo:hi], lower[lo:hi])
+    labels_out[kept], sq_dist_out[kept] = labels, sq
+    _store_bounds(bounds, kept, labels, lower)

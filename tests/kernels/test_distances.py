@@ -1,10 +1,11 @@
-"""The exact nearest-centroid kernel: brute force, near ties, independence of the blocking."""
+"""The exact nearest-centroid kernel: brute force, near ties, independence of the blocking,
+and the bounded pass that skips rows: the same labels, and bounds that hold."""
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ivfpq.kernels.distances import nearest_centroids
+from ivfpq.kernels.distances import bounded_nearest_centroids, nearest_centroids, new_bounds
 from ivfpq.kernels.distances import score_error_bound
 
 shapes = st.tuples(st.integers(1, 300), st.integers(1, 17), st.integers(1, 40))
@@ -58,3 +59,63 @@ def test_score_error_bound_covers_the_float32_gemm_error():
     bound = score_error_bound(np.linalg.norm(X.astype(np.float64), axis=1),
                               np.linalg.norm(C.astype(np.float64), axis=1).max(), 64, np.float32)
     assert np.all(np.abs(scores - exact) <= bound[:, None])
+
+
+def _brute(X, C):
+    return ((X.astype(np.float64)[:, None] - C.astype(np.float64)[None]) ** 2).sum(-1)
+
+
+def _assert_bounds_hold(X, C, bounds):
+    full = np.sqrt(_brute(X, C))
+    full[np.arange(len(X)), bounds["label"]] = np.inf
+    assert np.all(bounds["lower"].astype(np.float64) <= full.min(1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=shapes, seed=st.integers(0, 2**31), dtype=st.sampled_from([np.float32, np.float64]),
+       integers=st.booleans(), slack_quantile=st.sampled_from([0.0, 0.5, 0.9, 1.0]))
+def test_bounded_pass_gives_the_exact_labels_and_valid_bounds(shape, seed, dtype, integers, slack_quantile):
+    n, d, k = shape
+    rng = np.random.default_rng(seed)
+    if integers:  # exact distances in both dtypes: real ties, decided by index
+        X, C = rng.integers(-8, 8, (n, d)).astype(dtype), rng.integers(-8, 8, (k, d)).astype(dtype)
+        moved = C + rng.integers(-1, 2, (k, d)) * (rng.random((k, 1)) < 0.3)
+    else:
+        X, C = rng.standard_normal((n, d)).astype(dtype), rng.standard_normal((k, d)).astype(dtype)
+        moved = C + 0.05 * rng.standard_normal((k, d)) * rng.exponential(1.0, (k, 1))
+    moved = moved.astype(dtype)
+    labels, sq, bounds = np.empty(n, np.int64), np.empty(n), new_bounds(n)
+    bounded_nearest_centroids(X, C, labels, sq, bounds, None, 0.0, block_rows=7)
+    np.testing.assert_array_equal(labels, _brute(X, C).argmin(1))
+    np.testing.assert_array_equal(bounds["label"], labels)
+    _assert_bounds_hold(X, C, bounds)
+
+    shift = np.sqrt(((moved.astype(np.float64) - C.astype(np.float64)) ** 2).sum(1))
+    slack = float(np.quantile(shift, slack_quantile))
+    movers = np.flatnonzero(shift > slack)
+    bounded_nearest_centroids(X, moved, labels, sq, bounds, movers, slack, block_rows=5)
+    expected_labels, expected_sq = np.empty(n, np.int64), np.empty(n)
+    nearest_centroids(X, moved, expected_labels, expected_sq)
+    np.testing.assert_array_equal(labels, expected_labels)
+    np.testing.assert_array_equal(sq, expected_sq)
+    _assert_bounds_hold(X, moved, bounds)
+
+
+def test_bounded_pass_scores_settled_rows_against_the_movers_only():
+    # Two far groups; only centroid 2 moves. The rows of group 0 are settled by their
+    # bounds: a NaN planted in the centroid they never need (1) does not reach them.
+    X = np.array([[0, 0], [0.1, 0], [10, 0], [10.2, 0]], dtype=np.float32)
+    C = np.array([[0, 0], [20, 0], [10, 0]], dtype=np.float32)
+    labels, sq, bounds = np.empty(4, np.int64), np.empty(4), new_bounds(4)
+    bounded_nearest_centroids(X, C, labels, sq, bounds, None, 0.0)
+    # Proven bounds: the distance to the second-nearest centroid less the GEMM's error.
+    assert np.all(bounds["lower"] <= [10.0, 9.9, 10.0, 9.8])
+    np.testing.assert_allclose(bounds["lower"], [10.0, 9.9, 10.0, 9.8], rtol=1e-4)
+    moved = C.copy()
+    moved[2] = [10.1, 0]
+    moved[1] = np.nan
+    bounded_nearest_centroids(X, moved, labels, sq, bounds, np.array([2]), 0.0)
+    assert labels.tolist() == [0, 0, 2, 2]
+    np.testing.assert_array_equal(sq, _brute(X, moved[[0, 2]])[np.arange(4), [0, 0, 1, 1]])
+    # The old bounds still hold (slack 0); the mover at 10.1 is no nearer for rows 0 and 1.
+    np.testing.assert_allclose(bounds["lower"], [10.0, 9.9, 10.0, 9.8], rtol=1e-4)
