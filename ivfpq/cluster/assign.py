@@ -50,9 +50,13 @@ __all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "exact_audit", "in_row_
 AUDIT_SAMPLE = 4096
 #: Rows on which :class:`ExactAssigner` chooses its movers, each iteration.
 BOUNDS_SAMPLE = 1024
-#: The work of a row that the bounds settle, beyond its scores against the movers, in
-#: scores against one centroid: its exact distance to its own centroid and the gather.
-BOUNDED_ROW_COST = 16
+#: The work of a row that the bounds settle, in scores against one centroid of a full
+#: pass, at dimension ``d``: ``(1 + BOUNDED_MOVER_COST / d)`` per mover (a narrow GEMM),
+#: plus ``BOUNDED_ROW_COST[0] + BOUNDED_ROW_COST[1] / d`` for its exact distance to its
+#: own centroid and the gathering (``benchmarks/README.md``, "Figures behind the code's
+#: constants").
+BOUNDED_MOVER_COST = 30.0
+BOUNDED_ROW_COST = (12.0, 3600.0)
 #: Where the bounds would save less than this fraction of a full pass, make a full one.
 BOUNDED_MAX_COST = 0.9
 #: ``cold_start="auto"``: the two-level start where the data has at least this many
@@ -242,10 +246,12 @@ class ExactAssigner(Assigner):
 
     def _choose_movers(self, previous, sample_x, sample_state):
         """The movers (and slack) that minimise the work of the next pass on the sample:
-        a row the bounds settle costs ``len(movers) + BOUNDED_ROW_COST`` centroids' worth
-        of work, any other row ``k``."""
+        a row the bounds settle costs its scores against the movers and a fixed part
+        (``BOUNDED_MOVER_COST``, ``BOUNDED_ROW_COST``), any other row ``k`` scores."""
         centroids = self.centroids
-        k = centroids.shape[0]
+        k, d = centroids.shape
+        per_mover = 1.0 + BOUNDED_MOVER_COST / d
+        per_row = BOUNDED_ROW_COST[0] + BOUNDED_ROW_COST[1] / d
         drift = centroids.astype(np.float64) - previous.astype(np.float64)
         shift = np.sqrt(np.einsum("ij,ij->i", drift, drift)) * (1.0 + LOWER_MARGIN)
         order = np.argsort(-shift, kind="stable")
@@ -262,7 +268,7 @@ class ExactAssigner(Assigner):
         while n_movers < k:
             slack = float(shift[order[n_movers]])
             settled = int(np.count_nonzero(own < lower - slack))
-            cost = float(m - settled) * k + settled * (n_movers + BOUNDED_ROW_COST)
+            cost = float(m - settled) * k + settled * (n_movers * per_mover + per_row)
             if cost < best_cost:
                 best_cost, best = cost, (n_movers, slack)
             n_movers = max(8, 2 * n_movers)

@@ -120,17 +120,18 @@ def _lower_distance(sq_lower):
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, sq_out, lower_out):
+def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, sq_out, second, lower_out):
     """Turn a screened argmin into the exact one, for rows ``start:start + m`` of ``X``.
 
     ``scores`` (m, k) are the GEMM scores of those rows, ``labels[r]`` the argmin of
-    row ``r``. Every centroid whose score is within twice the row's error bound
-    (:func:`score_error_bound`) of the best is compared by exact distance (ties to
-    the lower index). ``sq_out[r]`` gets the exact squared distance to the winner and,
-    unless ``lower_out`` is empty, ``lower_out[r]`` a proven lower bound on the distance
-    (not squared) from the row to every other centroid, from the second-best score
-    less its error bound. ``fastmath`` only lets the norm and the count run in SIMD lanes: the bound keeps a
-    2x margin, and the label is the exact nearest whatever candidates the bound admits.
+    row ``r`` and ``second[r]`` the least score but the argmin's. Where that is within
+    twice the row's error bound (:func:`score_error_bound`) of the best, every centroid
+    within it is compared by exact distance (ties to the lower index). ``sq_out[r]``
+    gets the exact squared distance to the winner and, unless ``lower_out`` is empty,
+    ``lower_out[r]`` a proven lower bound on the distance (not squared) from the row to
+    every other centroid: the runner-up's score less its error bound. ``fastmath`` only
+    lets the norm run in SIMD lanes: the bound keeps a 2x margin, and the label is the
+    exact nearest whatever candidates the bound admits.
     """
     m, k = scores.shape
     for r in range(m):
@@ -138,7 +139,7 @@ def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, s
         norm = 0.0
         for j in range(X.shape[1]):
             norm += np.float64(X[i, j]) * np.float64(X[i, j])
-        best = labels[r]
+        best = first = labels[r]
         err = _bound(np.sqrt(norm), c_max_norm, gamma, u, gamma64)
         limit = np.float64(scores[r, best]) + 2.0 * err
         # Compared in the scores' own type, the limit rounded up so that no candidate
@@ -146,12 +147,8 @@ def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, s
         limit_s = scores.dtype.type(limit)
         if np.float64(limit_s) < limit:
             limit_s = np.nextafter(limit_s, scores.dtype.type(np.inf))
-        close = 0
-        for t in range(k):
-            if scores[r, t] <= limit_s:
-                close += 1
         best_d = exact_sq_distance(X, i, C, best)
-        if close > 1:
+        if second[r] <= limit_s:
             for t in range(k):
                 if t != best and scores[r, t] <= limit_s:
                     dist = exact_sq_distance(X, i, C, t)
@@ -160,12 +157,25 @@ def settle_nearest(scores, X, start, C, c_max_norm, gamma, u, gamma64, labels, s
             labels[r] = best
         sq_out[r] = best_d
         if lower_out.shape[0] > 0:
-            second = np.inf
-            for t in range(best):
-                second = min(second, np.float64(scores[r, t]))
-            for t in range(best + 1, k):
-                second = min(second, np.float64(scores[r, t]))
-            lower_out[r] = _lower_distance(second - err + norm)
+            runner_up = np.float64(second[r])
+            if best != first:  # the exact decision overturned the argmin (a near tie)
+                runner_up = np.inf
+                for t in range(k):
+                    if t != best:
+                        runner_up = min(runner_up, np.float64(scores[r, t]))
+            lower_out[r] = _lower_distance(runner_up - err + norm)
+
+
+def _second_scores(scores, argmin):
+    """Per row, the least score but the one at ``argmin``: with it the kernel knows at
+    once whether a row needs an exact decision, and the row's bound (NumPy's reduction
+    runs in SIMD lanes, a reduction in the kernel does not)."""
+    rows = np.arange(scores.shape[0])
+    best = scores[rows, argmin]
+    scores[rows, argmin] = np.inf
+    second = np.min(scores, axis=1)
+    scores[rows, argmin] = best
+    return second
 
 
 def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=None, lower_out=None):
@@ -216,8 +226,9 @@ def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=
             hi = min(m, lo + step)
             labels = labels_out[start + lo:start + hi]
             np.argmin(block[lo:hi], axis=1, out=labels)
+            second = _second_scores(block[lo:hi], labels)
             settle_nearest(block[lo:hi], X, start + lo, C, c_max_norm, *factors, labels,
-                           sq_dist_out[start + lo:start + hi], lower[start + lo:start + hi])
+                           sq_dist_out[start + lo:start + hi], second, lower[start + lo:start + hi])
 
 
 @njit(cache=True, fastmath=True, nogil=True)
