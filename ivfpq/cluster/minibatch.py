@@ -274,7 +274,8 @@ class MiniBatchKMeans(_BaseKMeans):
 
     def _make_assigner(self):
         if self.algorithm_ != "mop":
-            return ExactAssigner()
+            # Each batch is new rows, with no bounds from an earlier pass to use.
+            return ExactAssigner(bounds=False)
         # A fixed seed (graph levels, group means): an assigner rebuilt after unpickling
         # draws nothing from the generator of the batches.
         return GraphAssigner(M=self.M, ef_construction=self.ef_construction, ef_search=self.ef_search,

@@ -26,6 +26,7 @@ __all__ = [
     "default_block_rows",
     "exact_sq_distance",
     "exact_sq_distances",
+    "max_norm",
     "nearest_centroids",
     "score_error_bound",
     "sq_norms",
@@ -39,6 +40,11 @@ def default_block_rows(n_centroids: int, itemsize: int = 4) -> int:
     cache_sized = min(2048, (8 << 20) // row_bytes)
     gemm_sized = min(1024, (64 << 20) // row_bytes)
     return int(max(64, cache_sized, gemm_sized))
+
+
+def max_norm(C: np.ndarray) -> float:
+    """The largest row norm of ``C``, accumulated in float64 (for the error bounds)."""
+    return float(np.sqrt(np.max(np.einsum("ij,ij->i", C, C, dtype=np.float64))))
 
 
 def sq_norms(A: np.ndarray) -> np.ndarray:
@@ -208,7 +214,7 @@ def nearest_centroids(X, C, labels_out, sq_dist_out, block_rows=None, augmented=
         block_rows = default_block_rows(k, X.dtype.itemsize)
     block_rows = max(1, min(block_rows, n))
     M = augmented_centroids(C) if augmented is None else augmented
-    c_max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", C, C, dtype=np.float64))))
+    c_max_norm = max_norm(C)
     factors = _error_factors(d, X.dtype)
     lower = np.empty(0) if lower_out is None else lower_out
     step = max(8, (1 << 20) // max(1, k * X.dtype.itemsize))
@@ -237,10 +243,8 @@ def screen_by_bounds(X, C, labels, lower, slack, own_sq_out, kept_out):
     from ``X[i]`` to ``C[labels[i]]``, and ``kept_out[i]`` whether that distance is below
     ``lower[i] - slack``, a lower bound on the distance to every centroid that moved by at
     most ``slack`` since ``lower`` was proven (triangle inequality). Rows without a label
-    (-1) are not kept. Returns the number kept."""
-    n = X.shape[0]
-    kept = 0
-    for i in range(n):
+    (-1) are not kept."""
+    for i in range(X.shape[0]):
         a = labels[i]
         if a < 0:
             own_sq_out[i] = np.inf
@@ -249,8 +253,6 @@ def screen_by_bounds(X, C, labels, lower, slack, own_sq_out, kept_out):
         own = exact_sq_distance(X, i, C, a)
         own_sq_out[i] = own
         kept_out[i] = np.sqrt(own) * (1.0 + LOWER_MARGIN) < lower[i] - slack
-        kept += kept_out[i]
-    return kept
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -346,7 +348,7 @@ def bounded_nearest_centroids(X, C, labels_out, sq_dist_out, bounds, movers, sla
     >>> labels.tolist(), bounds["label"].tolist()
     ([0, 1], [0, 1])
     """
-    n, d = X.shape
+    n = X.shape[0]
     if n == 0:
         return
     full = None
@@ -382,7 +384,7 @@ def _settle_kept(X, C, kept, own, own_sq, rest_lower, movers, movers_augmented, 
         return
     if movers_augmented is None:
         movers_augmented = augmented_centroids(np.ascontiguousarray(C[movers]))
-    c_max_norm = float(np.sqrt(np.max(np.einsum("ij,ij->i", C[movers], C[movers], dtype=np.float64))))
+    c_max_norm = max_norm(C[movers])
     factors = _error_factors(d, X.dtype)
     step = min(kept.size, block_rows or default_block_rows(movers.size, X.dtype.itemsize))
     rows = np.empty((step, d + 1), dtype=X.dtype)

@@ -62,7 +62,9 @@ class _SubspaceKMeans(KMeans):
     """
 
     def _make_assigner(self, seed):
-        return ExactAssigner(block_rows=SUBSPACE_BLOCK_ROWS)
+        # 256 centroids of a few dimensions: a settled row's own work would cost more
+        # than its scores against every centroid (``BOUNDED_ROW_COST``), so no bounds.
+        return ExactAssigner(block_rows=SUBSPACE_BLOCK_ROWS, bounds=False)
 
 
 @register_format("product_quantizer", version=1)
