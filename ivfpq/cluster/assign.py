@@ -301,11 +301,12 @@ def in_row_shares(work, n_rows, min_rows, n_threads=None):
 
 def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_rows=None, n_threads=None):
     """:func:`ivfpq.kernels.coarse.assign_rows` over all rows of ``X``, in row shares
-    (:func:`in_row_shares`); by default in blocks of rows whose products with the
-    largest group's candidates take about 4 MB."""
+    (:func:`in_row_shares`); by default in blocks of at most 1,024 rows, as many as
+    :func:`~ivfpq.kernels.distances.default_block_rows` gives for the largest group's
+    candidates (an exact pass, one group of all ``k``, runs at GEMM speed)."""
     if block_rows is None:
         widest = int(np.max(np.diff(groups[2])))
-        block_rows = int(min(1024, max(16, (1 << 20) // max(1, widest))))
+        block_rows = min(1024, default_block_rows(widest, X.dtype.itemsize))
     in_row_shares(lambda start, stop: assign_rows(X, centers, state, labels_out, sq_dist_out, groups, start,
                                                   stop, block_rows), X.shape[0], block_rows, n_threads)
 
