@@ -101,9 +101,10 @@ def kmeans(X, k, iters=25, seed=0):
 
 # The crossover measured by ``benchmarks/kmeans_large_k.py --crossover`` (table in
 # benchmarks/README.md): exact Lloyd is cheap per distance at small d, a graph search
-# is not; and below some tens of thousands of points the graph build is not paid back.
-MOP_MIN_CLUSTERS = 2000
-MOP_MIN_CLUSTERS_NARROW = 4000  # below MOP_WIDE_FEATURES features
+# is not; exact Lloyd's per-point bounds make its later iterations cheap at any d; and
+# below some tens of thousands of points the graph build is not paid back.
+MOP_MIN_CLUSTERS = 4000
+MOP_MIN_CLUSTERS_NARROW = 8000  # below MOP_WIDE_FEATURES features
 MOP_WIDE_FEATURES = 100
 MOP_MIN_SAMPLES = 20_000
 
@@ -118,7 +119,7 @@ def choose_algorithm(n_samples, n_clusters, n_features):
     --------
     >>> choose_algorithm(1_000_000, 10_000, 128), choose_algorithm(100_000, 256, 128)
     ('mop', 'lloyd')
-    >>> choose_algorithm(100_000, 3000, 128), choose_algorithm(100_000, 3000, 50)
+    >>> choose_algorithm(100_000, 5000, 128), choose_algorithm(100_000, 5000, 50)
     ('mop', 'lloyd')
     """
     min_clusters = MOP_MIN_CLUSTERS if n_features >= MOP_WIDE_FEATURES else MOP_MIN_CLUSTERS_NARROW

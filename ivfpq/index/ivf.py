@@ -27,7 +27,7 @@ from .._validation import (
 )
 from ..cluster.kmeans import KMeans
 from ..kernels._jit import for_queries
-from ..kernels.distances import augmented_centroids, default_block_rows, nearest_centroids, sq_norms
+from ..kernels.distances import augmented_centroids, default_block_rows, max_norm, nearest_centroids, sq_norms
 from ..kernels.ivf import (
     TABLE_PER_LIST,
     TABLE_PER_QUERY,
@@ -203,6 +203,9 @@ class _IVFBase(MetricMixin, ParamsMixin, Persistable):
             tol=0.0,
             random_state=int(rng.integers(0, 2**31 - 1)),
             n_threads=self.n_threads,
+            # Probes rank lists by <q, c>: with unit centroids that is by direction, and
+            # no list draws the queries for being long.
+            metric="cosine" if self._metric == "ip" else "l2",
         ).fit(X)
         return kmeans.cluster_centers_.astype(np.float32)
 
@@ -399,8 +402,10 @@ class IVFFlat(_IVFBase):
         Number of lists (k-means regions).
     metric : {"l2", "ip"}, default="l2"
         "l2": squared Euclidean distance, smallest first. "ip": inner product,
-        largest first. Other spellings: "sqeuclidean" or "euclidean" for "l2",
-        "inner_product" or "dot" for "ip" (:data:`ivfpq._validation.METRIC_ALIASES`).
+        largest first, with the lists made by spherical k-means (unit centroids, as
+        faiss trains for inner product), so that a list is a cone of directions. Other
+        spellings: "sqeuclidean" or "euclidean" for "l2", "inner_product" or "dot" for
+        "ip" (:data:`ivfpq._validation.METRIC_ALIASES`).
     nprobe : int, default=1
         Lists searched per query when ``search`` is not given one.
     kmeans_iter : int, default=10
@@ -466,6 +471,8 @@ class IVFFlat(_IVFBase):
         self.quantizer_ef = quantizer_ef
         self.random_state = random_state
         self.n_threads = n_threads
+        self._max_norm_of = None  # the lists whose largest vector norm _max_norm holds
+        self._max_norm = 0.0
 
     def train(self, X):
         """Learn the ``nlist`` centroids by k-means on (a sample of) ``X``; empties the index."""
@@ -492,6 +499,8 @@ class IVFFlat(_IVFBase):
         with thread_limits(self._n_threads()):
             labels = self._quantizer.assign(X)
             self._lists.add(labels, ids, vectors=X)
+        if self._max_norm_of is self._lists:
+            self._max_norm = max(self._max_norm, max_norm(X))
 
     def search(self, Q, k, nprobe=None):
         """The ``k`` nearest stored vectors of each query among its ``nprobe`` nearest lists.
@@ -513,8 +522,18 @@ class IVFFlat(_IVFBase):
         with search_threads(self._n_threads()):
             probes = self._quantizer.probes(Q, nprobe)
             scan(Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
-                 self._metric == "ip", dist, ids)
+                 self._metric == "ip", self._vector_max_norm(), dist, ids)
         return self._finish(dist, ids)
+
+    def _vector_max_norm(self):
+        """An upper bound on the norms of the stored vectors (for the inner-product
+        screen of the scan): the largest norm ever added, found once per set of lists."""
+        lists = self._lists
+        if self._max_norm_of is not lists:
+            live = [lists.data["vectors"][o:o + s] for o, s in zip(lists.offsets, lists.sizes) if s]
+            self._max_norm = max((max_norm(v) for v in live), default=0.0)
+            self._max_norm_of = lists
+        return self._max_norm
 
     def reconstruct(self, id_):
         """The stored vector with id ``id_`` (the first one, if the id was added twice)."""

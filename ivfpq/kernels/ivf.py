@@ -113,20 +113,23 @@ def _exact_l2(q, x):
 
 
 @njit(parallel=True, cache=True, fastmath=SAFE_FASTMATH)
-def ivf_flat_search(Q, probes, pool, pool_ids, offsets, sizes, inner_product, out_dist, out_ids):
+def ivf_flat_search(Q, probes, pool, pool_ids, offsets, sizes, inner_product, vector_max_norm, out_dist, out_ids):
     """Exact scan of each query's probed lists with a top-k heap per query.
 
     L2: a float32 distance (8 lanes per instruction) screens each vector; only those
     within a rounding margin of the heap's worst entry get their distance recomputed
     in float64, which is what the heap holds and compares. So the result equals a
     float64 brute force (ties by id) at float32 speed. ``out_dist`` holds squared
-    distances, ascending. Inner product: float64 accumulation throughout; the heap
-    holds negated scores, which the caller negates back.
+    distances, ascending. Inner product: the same with a float32 dot product, whose
+    error is at most ``gamma_d |q| |x|``, with ``|x|`` at most ``vector_max_norm`` (any
+    upper bound on the norms of the stored vectors); the heap holds negated float64
+    scores, which the caller negates back.
     """
     nq, d = Q.shape
     k = out_dist.shape[1]
     # float32 rounding of d squared differences and their sum stays far below this
     margin = 1.0 + max(1e-4, 4.0 * (d + 2) * 2.0 ** -24)
+    gamma = (d + 2) * 2.0 ** -24 / (1.0 - (d + 2) * 2.0 ** -24)
     for qi in prange(nq):
         dist = out_dist[qi]
         ids = out_ids[qi]
@@ -134,6 +137,13 @@ def ivf_flat_search(Q, probes, pool, pool_ids, offsets, sizes, inner_product, ou
         ids[:] = -1
         q = Q[qi]
         screen = np.float32(np.inf)
+        q_norm = 0.0
+        for j in range(d):
+            q_norm += np.float64(q[j]) * np.float64(q[j])
+        # Twice the float32 dot product's error bound, so the screen never drops a row
+        # that the float64 score would keep.
+        ip_slack = 4.0 * gamma * np.sqrt(q_norm) * vector_max_norm
+        ip_screen = np.inf
         for p in range(probes.shape[1]):
             l = probes[qi, p]
             if l < 0:
@@ -142,11 +152,16 @@ def ivf_flat_search(Q, probes, pool, pool_ids, offsets, sizes, inner_product, ou
             for r in range(start, start + sizes[l]):
                 x = pool[r]
                 if inner_product:
-                    acc = 0.0
+                    approx = np.float32(0.0)
                     for j in range(d):
-                        acc -= np.float64(q[j]) * np.float64(x[j])
-                    if worse(dist[0], ids[0], acc, pool_ids[r]):
-                        sift_down(dist, ids, k, acc, pool_ids[r])
+                        approx += q[j] * x[j]
+                    if -np.float64(approx) <= ip_screen:
+                        acc = 0.0
+                        for j in range(d):
+                            acc -= np.float64(q[j]) * np.float64(x[j])
+                        if worse(dist[0], ids[0], acc, pool_ids[r]):
+                            sift_down(dist, ids, k, acc, pool_ids[r])
+                            ip_screen = dist[0] + ip_slack
                 else:
                     approx = np.float32(0.0)
                     for j in range(d):

@@ -138,9 +138,10 @@ def test_auto_picks_by_shape():
     assert choose_algorithm(1_000_000, 10_000, 128) == "mop"
     assert choose_algorithm(1_000_000, 50_000, 128) == "mop"
     assert choose_algorithm(50_000, 1000, 128) == "lloyd"  # below the measured crossover
-    assert choose_algorithm(50_000, 4000, 50) == "mop"
-    assert choose_algorithm(50_000, 3000, 50) == "lloyd"  # small d: exact is cheap per distance
-    assert choose_algorithm(50_000, 3000, 128) == "mop"
+    assert choose_algorithm(50_000, 8000, 50) == "mop"
+    assert choose_algorithm(50_000, 6000, 50) == "lloyd"  # small d: exact is cheap per distance
+    assert choose_algorithm(50_000, 4000, 128) == "mop"
+    assert choose_algorithm(50_000, 3000, 128) == "lloyd"
     assert choose_algorithm(10_000, 5000, 128) == "lloyd"  # too few points to pay the graph
     X = _blobs(500, 4, 5, seed=0)
     model = KMeans(8, algorithm="auto", random_state=0).fit(X)

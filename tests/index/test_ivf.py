@@ -116,6 +116,23 @@ def test_ip_returns_largest_inner_products_first(clustered):
     np.testing.assert_allclose(dist, np.einsum("qd,qkd->qk", Q[:3], X[ids]), rtol=1e-5)
 
 
+def test_ip_search_stays_exact_after_adding_longer_vectors(clustered):
+    # The scan's float32 screen is bounded by the largest stored norm; a search made
+    # before an add must not leave a stale, smaller bound behind.
+    X, Q = clustered
+    index = IVFFlat(nlist=4, metric="ip", random_state=0)
+    index.train(X)
+    index.add(X[:100])
+    index.search(Q[:2], 5, nprobe=4)
+    longer = X[100:200] * np.float32(50.0)
+    index.add(longer)
+    stored = np.concatenate([X[:100], longer]).astype(np.float64)
+    dist, ids = index.search(Q[:5], 10, nprobe=4)
+    ip = Q[:5].astype(np.float64) @ stored.T
+    expect = np.array([sorted(range(200), key=lambda i: (-row[i], i))[:10] for row in ip])
+    np.testing.assert_array_equal(ids, expect)
+
+
 def test_float64_input_and_caller_arrays_untouched(clustered):
     X, Q = clustered
     X64 = X.astype(np.float64)

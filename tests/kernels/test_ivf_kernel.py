@@ -2,6 +2,7 @@
 re-ranking and list maintenance, against NumPy."""
 
 import numpy as np
+import pytest
 
 from ivfpq.kernels import ivf
 
@@ -32,12 +33,34 @@ def test_flat_search_of_all_lists_is_brute_force_with_ties_by_id():
     probes = np.tile(np.arange(7), (20, 1))
     out_d = np.empty((20, 10))
     out_i = np.empty((20, 10), dtype=np.int64)
-    ivf.ivf_flat_search(Q, probes, pool, ids, offsets, sizes, False, out_d, out_i)
+    ivf.ivf_flat_search(Q, probes, pool, ids, offsets, sizes, False, 0.0, out_d, out_i)
     d = ((Q[:, None, :].astype(np.float64) - X[None]) ** 2).sum(-1)
     for q in range(20):
         expect = sorted(range(300), key=lambda i: (d[q, i], i))[:10]
         assert out_i[q].tolist() == expect
         np.testing.assert_array_equal(out_d[q], d[q, expect])
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
+def test_inner_product_search_of_all_lists_is_float64_brute_force(scale):
+    # Integer coordinates make many exact ties and near ties that the float32 screen
+    # must hand to the float64 comparison; the scale moves them away from unit norm.
+    rng = np.random.default_rng(2)
+    X = (rng.integers(-2, 3, (400, 24)) * scale).astype(np.float32)
+    Q = (rng.integers(-2, 3, (30, 24)) * scale).astype(np.float32)
+    order, offsets, sizes = _lists(400, 9, rng)
+    pool = np.ascontiguousarray(X[order])
+    ids = order.astype(np.int64)
+    probes = np.tile(np.arange(9), (30, 1))
+    out_d = np.empty((30, 12))
+    out_i = np.empty((30, 12), dtype=np.int64)
+    max_norm = float(np.sqrt((X.astype(np.float64) ** 2).sum(1).max()))
+    ivf.ivf_flat_search(Q, probes, pool, ids, offsets, sizes, True, max_norm, out_d, out_i)
+    ip = Q.astype(np.float64) @ X.astype(np.float64).T
+    for q in range(30):
+        expect = sorted(range(400), key=lambda i: (-ip[q, i], i))[:12]
+        assert out_i[q].tolist() == expect
+        np.testing.assert_array_equal(out_d[q], -ip[q, expect])
 
 
 def test_pq_search_carries_the_pool_row_of_each_result():
