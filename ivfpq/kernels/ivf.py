@@ -140,8 +140,8 @@ def ivf_flat_search(Q, probes, pool, pool_ids, offsets, sizes, inner_product, ve
         q_norm = 0.0
         for j in range(d):
             q_norm += np.float64(q[j]) * np.float64(q[j])
-        # Twice the float32 dot product's error bound, so the screen never drops a row
-        # that the float64 score would keep.
+        # Four times the float32 dot product's error bound (gamma_d |q| |x|), so the
+        # screen never drops a row that the float64 score would keep.
         ip_slack = 4.0 * gamma * np.sqrt(q_norm) * vector_max_norm
         ip_screen = np.inf
         for p in range(probes.shape[1]):
