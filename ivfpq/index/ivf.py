@@ -522,7 +522,7 @@ class IVFFlat(_IVFBase):
         with search_threads(self._n_threads()):
             probes = self._quantizer.probes(Q, nprobe)
             scan(Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
-                 self._metric == "ip", self._vector_max_norm(), dist, ids)
+                 self._metric == "ip", self._vector_max_norm() if self._metric == "ip" else 0.0, dist, ids)
         return self._finish(dist, ids)
 
     def _vector_max_norm(self):
@@ -530,8 +530,12 @@ class IVFFlat(_IVFBase):
         screen of the scan): the largest norm ever added, found once per set of lists."""
         lists = self._lists
         if self._max_norm_of is not lists:
-            live = [lists.data["vectors"][o:o + s] for o, s in zip(lists.offsets, lists.sizes) if s]
-            self._max_norm = max((max_norm(v) for v in live), default=0.0)
+            sizes = lists.sizes
+            # The pool rows of the lists, in list order (rows between lists are spare).
+            rows = np.arange(int(sizes.sum())) + np.repeat(lists.offsets - (np.cumsum(sizes) - sizes), sizes)
+            vectors = lists.data["vectors"]
+            self._max_norm = max((max_norm(vectors[rows[i:i + 65536]]) for i in range(0, rows.size, 65536)),
+                                 default=0.0)
             self._max_norm_of = lists
         return self._max_norm
 

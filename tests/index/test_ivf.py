@@ -133,6 +133,20 @@ def test_ip_search_stays_exact_after_adding_longer_vectors(clustered):
     np.testing.assert_array_equal(ids, expect)
 
 
+def test_ip_norm_bound_covers_exactly_the_live_rows(clustered):
+    X, _ = clustered
+    X = X.copy()
+    X[7] *= np.float32(30.0)
+    index = IVFFlat(nlist=4, metric="ip", random_state=0)
+    index.train(X)
+    index.add(X)
+    assert index._vector_max_norm() == pytest.approx(np.linalg.norm(X, axis=1).max(), rel=1e-6)
+    index.remove([7])
+    index.compact()
+    index._max_norm_of = None  # as after a load: found again from the lists
+    assert index._vector_max_norm() == pytest.approx(np.linalg.norm(np.delete(X, 7, 0), axis=1).max(), rel=1e-6)
+
+
 def test_float64_input_and_caller_arrays_untouched(clustered):
     X, Q = clustered
     X64 = X.astype(np.float64)
