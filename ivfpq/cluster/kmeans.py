@@ -99,21 +99,22 @@ def kmeans(X, k, iters=25, seed=0):
 # ----------------------------------------------------------------------------- auto
 
 
-# The crossover measured by ``benchmarks/kmeans_large_k.py --crossover`` (table in
-# benchmarks/README.md): exact Lloyd is cheap per distance at small d, a graph search
-# is not; exact Lloyd's per-point bounds make its later iterations cheap at any d; and
-# below some tens of thousands of points the graph build is not paid back.
-MOP_MIN_CLUSTERS = 4000
-MOP_MIN_CLUSTERS_NARROW = 8000  # below MOP_WIDE_FEATURES features
-MOP_WIDE_FEATURES = 100
+# The crossover measured by ``benchmarks/kmeans_large_k.py`` (``--crossover`` at d = 16,
+# 50 and 128, and the suite at k = 1,000 at d = 384 and 784; tables in
+# benchmarks/README.md). Exact Lloyd costs ``k * d`` per point; a seeded graph search
+# costs a fixed part per point beyond its distances, which large ``d`` hides. Over
+# d = 50 to 784 the measured crossover falls about as 1 / d (k of about 8,000 at d = 50,
+# 3,000 at d = 128, 1,000 at d = 384, below 1,000 at d = 784), hence one bound on
+# ``k * d``. Below some tens of thousands of points the graph build is not paid back.
+MOP_MIN_CLUSTERS_TIMES_FEATURES = 400_000
 MOP_MIN_SAMPLES = 20_000
 
 
 def choose_algorithm(n_samples, n_clusters, n_features):
     """"lloyd" or "mop": the faster one for this shape, by the measured crossover.
 
-    "mop" from ``MOP_MIN_SAMPLES`` samples and ``MOP_MIN_CLUSTERS`` clusters on (from
-    ``MOP_MIN_CLUSTERS_NARROW`` below ``MOP_WIDE_FEATURES`` features).
+    "mop" from ``MOP_MIN_SAMPLES`` samples on, where ``n_clusters * n_features`` is at
+    least ``MOP_MIN_CLUSTERS_TIMES_FEATURES``.
 
     Examples
     --------
@@ -121,9 +122,10 @@ def choose_algorithm(n_samples, n_clusters, n_features):
     ('mop', 'lloyd')
     >>> choose_algorithm(100_000, 5000, 128), choose_algorithm(100_000, 5000, 50)
     ('mop', 'lloyd')
+    >>> choose_algorithm(60_000, 1000, 784)
+    'mop'
     """
-    min_clusters = MOP_MIN_CLUSTERS if n_features >= MOP_WIDE_FEATURES else MOP_MIN_CLUSTERS_NARROW
-    if n_clusters >= min_clusters and n_samples >= MOP_MIN_SAMPLES:
+    if n_clusters * n_features >= MOP_MIN_CLUSTERS_TIMES_FEATURES and n_samples >= MOP_MIN_SAMPLES:
         return "mop"
     return "lloyd"
 

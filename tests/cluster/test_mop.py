@@ -142,6 +142,8 @@ def test_auto_picks_by_shape():
     assert choose_algorithm(50_000, 6000, 50) == "lloyd"  # small d: exact is cheap per distance
     assert choose_algorithm(50_000, 4000, 128) == "mop"
     assert choose_algorithm(50_000, 3000, 128) == "lloyd"
+    assert choose_algorithm(60_000, 1000, 784) == "mop"  # large d: a distance costs much
+    assert choose_algorithm(60_000, 1000, 384) == "lloyd"
     assert choose_algorithm(10_000, 5000, 128) == "lloyd"  # too few points to pay the graph
     X = _blobs(500, 4, 5, seed=0)
     model = KMeans(8, algorithm="auto", random_state=0).fit(X)
@@ -154,8 +156,7 @@ def test_auto_uses_mop_past_the_crossover(monkeypatch):
 
     kmeans_module = importlib.import_module("ivfpq.cluster.kmeans")
 
-    monkeypatch.setattr(kmeans_module, "MOP_MIN_CLUSTERS", 20)
-    monkeypatch.setattr(kmeans_module, "MOP_MIN_CLUSTERS_NARROW", 20)
+    monkeypatch.setattr(kmeans_module, "MOP_MIN_CLUSTERS_TIMES_FEATURES", 20)
     monkeypatch.setattr(kmeans_module, "MOP_MIN_SAMPLES", 100)
     X = _blobs(1000, 6, 10, seed=9)
     model = KMeans(40, init="random", n_init=1, algorithm="auto", max_iter=5, tol=0,
