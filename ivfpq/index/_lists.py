@@ -141,6 +141,12 @@ class InvertedLists:
     def list_data(self, name, l):
         return self.data[name][self.offsets[l]: self.offsets[l] + self.sizes[l]]
 
+    def live_rows(self):
+        """The pool rows that hold list entries, list by list (rows between lists are
+        spare capacity)."""
+        sizes = self.sizes
+        return np.arange(int(sizes.sum())) + np.repeat(self.offsets - (np.cumsum(sizes) - sizes), sizes)
+
     def packed(self):
         """(sizes, ids, {name: rows}) with the lists back to back, in list order."""
         offsets = np.zeros(self.nlist, dtype=np.int64)

@@ -530,9 +530,7 @@ class IVFFlat(_IVFBase):
         screen of the scan): the largest norm ever added, found once per set of lists."""
         lists = self._lists
         if self._max_norm_of is not lists:
-            sizes = lists.sizes
-            # The pool rows of the lists, in list order (rows between lists are spare).
-            rows = np.arange(int(sizes.sum())) + np.repeat(lists.offsets - (np.cumsum(sizes) - sizes), sizes)
+            rows = lists.live_rows()
             vectors = lists.data["vectors"]
             self._max_norm = max((max_norm(vectors[rows[i:i + 65536]]) for i in range(0, rows.size, 65536)),
                                  default=0.0)

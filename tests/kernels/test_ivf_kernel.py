@@ -23,22 +23,32 @@ def test_topk_probes_are_the_smallest_columns_ties_to_the_lower():
     assert probes.tolist() == [[3, 1, 2]] and probe_scores.tolist() == [[0.5, 1.0, 1.0]]
 
 
+def _scan_all_lists(X, Q, nlist, k, rng, inner_product=False, vector_max_norm=0.0):
+    """``ivf_flat_search`` of every query through all ``nlist`` lists of ``X``."""
+    order, offsets, sizes = _lists(X.shape[0], nlist, rng)
+    probes = np.tile(np.arange(nlist), (Q.shape[0], 1))
+    out_d = np.empty((Q.shape[0], k))
+    out_i = np.empty((Q.shape[0], k), dtype=np.int64)
+    ivf.ivf_flat_search(Q, probes, np.ascontiguousarray(X[order]), order.astype(np.int64), offsets, sizes,
+                        inner_product, vector_max_norm, out_d, out_i)
+    return out_d, out_i
+
+
+def _assert_brute_force(out_d, out_i, cost, k):
+    """Each row of ``out_i`` is the ``k`` least ``cost`` (ties to the lower id), ``out_d``
+    their costs."""
+    for q in range(cost.shape[0]):
+        expect = sorted(range(cost.shape[1]), key=lambda i: (cost[q, i], i))[:k]
+        assert out_i[q].tolist() == expect
+        np.testing.assert_array_equal(out_d[q], cost[q, expect])
+
+
 def test_flat_search_of_all_lists_is_brute_force_with_ties_by_id():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 3, (300, 4)).astype(np.float32)  # many equal distances
     Q = rng.integers(0, 3, (20, 4)).astype(np.float32)
-    order, offsets, sizes = _lists(300, 7, rng)
-    pool = np.ascontiguousarray(X[order])
-    ids = order.astype(np.int64)
-    probes = np.tile(np.arange(7), (20, 1))
-    out_d = np.empty((20, 10))
-    out_i = np.empty((20, 10), dtype=np.int64)
-    ivf.ivf_flat_search(Q, probes, pool, ids, offsets, sizes, False, 0.0, out_d, out_i)
-    d = ((Q[:, None, :].astype(np.float64) - X[None]) ** 2).sum(-1)
-    for q in range(20):
-        expect = sorted(range(300), key=lambda i: (d[q, i], i))[:10]
-        assert out_i[q].tolist() == expect
-        np.testing.assert_array_equal(out_d[q], d[q, expect])
+    out_d, out_i = _scan_all_lists(X, Q, 7, 10, rng)
+    _assert_brute_force(out_d, out_i, ((Q[:, None, :].astype(np.float64) - X[None]) ** 2).sum(-1), 10)
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-3, 1e3])
@@ -48,19 +58,10 @@ def test_inner_product_search_of_all_lists_is_float64_brute_force(scale):
     rng = np.random.default_rng(2)
     X = (rng.integers(-2, 3, (400, 24)) * scale).astype(np.float32)
     Q = (rng.integers(-2, 3, (30, 24)) * scale).astype(np.float32)
-    order, offsets, sizes = _lists(400, 9, rng)
-    pool = np.ascontiguousarray(X[order])
-    ids = order.astype(np.int64)
-    probes = np.tile(np.arange(9), (30, 1))
-    out_d = np.empty((30, 12))
-    out_i = np.empty((30, 12), dtype=np.int64)
     max_norm = float(np.sqrt((X.astype(np.float64) ** 2).sum(1).max()))
-    ivf.ivf_flat_search(Q, probes, pool, ids, offsets, sizes, True, max_norm, out_d, out_i)
-    ip = Q.astype(np.float64) @ X.astype(np.float64).T
-    for q in range(30):
-        expect = sorted(range(400), key=lambda i: (-ip[q, i], i))[:12]
-        assert out_i[q].tolist() == expect
-        np.testing.assert_array_equal(out_d[q], -ip[q, expect])
+    out_d, out_i = _scan_all_lists(X, Q, 9, 12, rng, inner_product=True, vector_max_norm=max_norm)
+    # The kernel's heap holds negated inner products: the least is the largest product.
+    _assert_brute_force(out_d, out_i, -(Q.astype(np.float64) @ X.astype(np.float64).T), 12)
 
 
 def test_pq_search_carries_the_pool_row_of_each_result():
