@@ -110,7 +110,8 @@ def _delegate(name):
 
 
 for _hook in ("reset", "audit_rows", "audit_positions", "new_state", "prepare", "relabel", "widen", "widen_steps",
-              "narrow", "can_pass_exactly", "exact_pass", "get_state", "set_state"):
+              "narrow", "can_pass_exactly", "exact_pass", "get_state", "set_state", "hands_over", "successor",
+              "handover_state"):
     setattr(_CountingAssigner, _hook, _delegate(_hook))
 
 

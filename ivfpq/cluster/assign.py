@@ -36,6 +36,7 @@ from ..kernels.distances import (
     LOWER_MARGIN,
     augmented_centroids,
     bounded_nearest_centroids,
+    bounds_of,
     default_block_rows,
     exact_sq_distances,
     nearest_centroids,
@@ -44,7 +45,8 @@ from ..kernels.distances import (
 from .._graph import HNSWGraph, build_graph, draw_levels, repair_nodes
 from ..kernels.mop import mop_assign, nearest_link_distances
 
-__all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "exact_audit", "in_row_shares", "two_level_assign"]
+__all__ = ["Assigner", "ExactAssigner", "GraphAssigner", "bounded_pass_plan", "exact_audit", "in_row_shares",
+           "two_level_assign"]
 
 #: Rows of the audit sample of :class:`GraphAssigner` (chosen by global row number).
 AUDIT_SAMPLE = 4096
@@ -77,6 +79,17 @@ COARSE_MIN_AGREEMENT = 0.95
 EXACT_COLD_MAX_CLUSTERS = 16384
 #: The default beam of the graph start (``ef_cold``), at least ``2 * ef_search``.
 COLD_EF = 64
+#: ``handover``: the audit rows on which a graph iteration and a bounded exact pass are
+#: priced against each other, and the iterations over which the full pass that a
+#: handover without fresh bounds costs is spread.
+HANDOVER_SAMPLE = 1024
+HANDOVER_HORIZON = 4
+#: The work of a graph search, in scores against one centroid of a full exact pass (a
+#: GEMM): per node expansion (``2 * M`` scattered distances) and per row (sorting into
+#: bulks, the exact distance to the winner). Measured at d = 50 and 128, M = 16
+#: (``benchmarks/README.md``, "Figures behind the code's constants").
+GRAPH_EXPANSION_COST = 190.0
+GRAPH_ROW_COST = 250.0
 #: ``stay_check``: used in an iteration only when, on the audit sample, the points it
 #: keeps in place cost at most this fraction more than full searches would.
 STAY_TOLERANCE = 2e-4
@@ -141,6 +154,19 @@ class Assigner:
 
     def exact_pass(self):
         """Make the next :meth:`assign` (until the next :meth:`prepare`) exact."""
+
+    def hands_over(self):
+        """Whether the loop should go on with :meth:`successor` (decided in :meth:`prepare`)."""
+        return False
+
+    def successor(self):
+        """The assigner that takes over the run, prepared for the centroids of the last
+        pass (a :meth:`prepare` for the new ones follows), or None."""
+        return None
+
+    def handover_state(self, X, state):
+        """The successor's per-point state for the rows of ``X``, from this one's."""
+        return None
 
     def get_state(self):
         """``(meta, arrays)``: everything a prepared assigner holds beyond its parameters,
@@ -245,38 +271,55 @@ class ExactAssigner(Assigner):
             state["lower"][rows] = 0.0  # no bound: the next pass scores these rows in full
 
     def _choose_movers(self, previous, sample_x, sample_state):
-        """The movers (and slack) that minimise the work of the next pass on the sample:
-        a row the bounds settle costs its scores against the movers and a fixed part
-        (``BOUNDED_MOVER_COST``, ``BOUNDED_ROW_COST``), any other row ``k`` scores."""
-        centroids = self.centroids
-        k, d = centroids.shape
-        per_mover = 1.0 + BOUNDED_MOVER_COST / d
-        per_row = BOUNDED_ROW_COST[0] + BOUNDED_ROW_COST[1] / d
-        drift = centroids.astype(np.float64) - previous.astype(np.float64)
-        shift = np.sqrt(np.einsum("ij,ij->i", drift, drift)) * (1.0 + LOWER_MARGIN)
-        order = np.argsort(-shift, kind="stable")
-        labels = sample_state["label"].astype(np.int64)
-        has_label = labels >= 0
-        labelled = np.empty(int(np.count_nonzero(has_label)), dtype=np.float64)
-        exact_sq_distances(np.ascontiguousarray(sample_x[has_label]), centroids, labels[has_label], labelled)
-        own = np.full(labels.size, np.inf)
-        own[has_label] = np.sqrt(labelled) * (1.0 + LOWER_MARGIN)
-        lower = sample_state["lower"].astype(np.float64)
-        m = labels.size
-        best_cost, best = float(m) * k, None
-        n_movers = 0
-        while n_movers < k:
-            slack = float(shift[order[n_movers]])
-            settled = int(np.count_nonzero(own < lower - slack))
-            cost = float(m - settled) * k + settled * (n_movers * per_mover + per_row)
-            if cost < best_cost:
-                best_cost, best = cost, (n_movers, slack)
-            n_movers = max(8, 2 * n_movers)
-        if best is None or best_cost > BOUNDED_MAX_COST * m * k:
+        """The movers and slack of :func:`bounded_pass_plan` for the next pass, unless a
+        full pass costs about as much."""
+        cost, n_movers, slack, order = bounded_pass_plan(previous, self.centroids, sample_x,
+                                                         sample_state["label"], sample_state["lower"])
+        if n_movers is None or cost > BOUNDED_MAX_COST:
             return
-        n_movers, self._slack = best
+        self._slack = slack
         self._movers = np.sort(order[:n_movers]).astype(np.int64)
-        self._movers_augmented = augmented_centroids(np.ascontiguousarray(centroids[self._movers]))
+        self._movers_augmented = augmented_centroids(np.ascontiguousarray(self.centroids[self._movers]))
+
+
+def bounded_pass_plan(previous, centroids, sample_x, labels, lower):
+    """The cheapest bounded pass over the rows of ``sample_x`` after the centroids moved
+    from ``previous`` to ``centroids``, given each row's label and proven lower bound
+    (distance, not squared) on its distance to every other centroid under ``previous``.
+
+    A row the bounds settle costs its scores against the movers and a fixed part
+    (``BOUNDED_MOVER_COST``, ``BOUNDED_ROW_COST``), any other row ``k`` scores. Returns
+    ``(cost, n_movers, slack, order)``: the cost as a fraction of a full pass, the number
+    of movers (None: no bounded pass beats a full one), the largest move of the other
+    centroids and the centroids by decreasing move (the movers are its first
+    ``n_movers``).
+    """
+    k, d = centroids.shape
+    per_mover = 1.0 + BOUNDED_MOVER_COST / d
+    per_row = BOUNDED_ROW_COST[0] + BOUNDED_ROW_COST[1] / d
+    drift = centroids.astype(np.float64) - previous.astype(np.float64)
+    shift = np.sqrt(np.einsum("ij,ij->i", drift, drift)) * (1.0 + LOWER_MARGIN)
+    order = np.argsort(-shift, kind="stable")
+    labels = np.asarray(labels).astype(np.int64)
+    has_label = labels >= 0
+    labelled = np.empty(int(np.count_nonzero(has_label)), dtype=np.float64)
+    exact_sq_distances(np.ascontiguousarray(sample_x[has_label]), centroids, labels[has_label], labelled)
+    own = np.full(labels.size, np.inf)
+    own[has_label] = np.sqrt(labelled) * (1.0 + LOWER_MARGIN)
+    lower = np.asarray(lower).astype(np.float64)
+    m = labels.size
+    if m == 0:
+        return 1.0, None, 0.0, order
+    best_cost, best = float(m) * k, (None, 0.0)
+    n_movers = 0
+    while n_movers < k:
+        slack = float(shift[order[n_movers]])
+        settled = int(np.count_nonzero(own < lower - slack))
+        cost = float(m - settled) * k + settled * (n_movers * per_mover + per_row)
+        if cost < best_cost:
+            best_cost, best = cost, (n_movers, slack)
+        n_movers = max(8, 2 * n_movers)
+    return best_cost / (float(m) * k), best[0], best[1], order
 
 
 def in_row_shares(work, n_rows, min_rows, n_threads=None):
@@ -392,6 +435,14 @@ class GraphAssigner(Assigner):
         with the beam at ``max_ef_search``, makes the next iteration an exact pass,
         :meth:`exact_pass`); it narrows it again, one step per iteration, once the
         audit reads at most a quarter of it.
+    handover : let the run go on as exact Lloyd with bounds (:class:`ExactAssigner`)
+        from the iteration where, priced on the audit rows, a bounded exact pass costs
+        less than the graph search (late in a fit, when few centroids move; or where
+        the data keeps the search wide): :meth:`prepare` prices both, in scores of a full
+        pass (``GRAPH_EXPANSION_COST``, ``GRAPH_ROW_COST``, :func:`bounded_pass_plan`).
+        After an exact pass the bounds come from its exact runners-up at no cost;
+        otherwise the first exact pass is a full one, spread over
+        ``HANDOVER_HORIZON`` iterations in the comparison. Kept in ``handover_costs_``.
 
     The measurements behind the defaults are in ``benchmarks/README.md`` (MOPBucket
     ablation). Memory beyond the data: the state (``n * (1 + additional_centroids)``
@@ -417,7 +468,7 @@ class GraphAssigner(Assigner):
                  min_iterations=2, bulk_size=2048, seed=0, *, ef_cold=None, warm_start=True,
                  seed_previous=True, sort_bulks=True, descend_warm=False, repair_shift=0.05,
                  rebuild_fraction=0.5, cold_start="auto", cold_nprobe=1, max_ef_search=None,
-                 stay_check=True, audit_size=1024, audit_tolerance=1e-3):
+                 stay_check=True, audit_size=1024, audit_tolerance=1e-3, handover=True):
         self.M = M
         self.ef_construction = ef_construction
         self.ef_search = ef_search
@@ -438,6 +489,7 @@ class GraphAssigner(Assigner):
         self.stay_check = stay_check
         self.audit_size = audit_size
         self.audit_tolerance = audit_tolerance
+        self.handover = handover
         self.reset()
 
     # -- the protocol --------------------------------------------------------------------
@@ -459,6 +511,11 @@ class GraphAssigner(Assigner):
         self._cold = True
         self.cold_start_ = None
         self.exact_passes_ = 0
+        self._exact_groups = False  # the pass being made is exact (its runners-up too)
+        self._hand_over = False
+        self._handover_from = None  # the centroids of the last pass, when handing over
+        self._handover_fresh = False
+        self.handover_costs_ = []  # per priced iteration: (exact, graph) in full passes
 
     def audit_rows(self, n_rows):
         rng = np.random.default_rng(self.seed)
@@ -472,6 +529,7 @@ class GraphAssigner(Assigner):
         return np.full((n_rows, 1 + self.additional_centroids), -1, dtype=np.int32)
 
     def prepare(self, centroids, sample_x=None, sample_state=None):
+        previous, fresh = self.centroids, self._exact_groups
         self.centroids = np.ascontiguousarray(centroids)
         k, d = self.centroids.shape
         if self._levels is None or self._levels.shape[0] != k:
@@ -482,14 +540,21 @@ class GraphAssigner(Assigner):
             self.graph = None
         self._cold = sample_state is None or bool((sample_state[:, 0] < 0).all())
         self._groups = None
+        self._exact_groups = self._hand_over = False
         if self._cold:
             self.cold_start_ = self._choose_cold_start(sample_x)
+            self._exact_groups = self.cold_start_ == "exact"
             if self.cold_start_ in ("two-level", "exact"):
                 return  # the first assignment does not search the graph
         self._refresh_graph()
-        self._stay = (self.stay_check and not self._cold and self._ef == self.ef_search < k
-                      and sample_x is not None and sample_x.shape[0] > 0
+        sampled = sample_x is not None and sample_x.shape[0] > 0
+        self._stay = (self.stay_check and not self._cold and self._ef == self.ef_search < k and sampled
                       and self._stay_check_pays(sample_x, sample_state))
+        if (self.handover and not self._cold and sampled and previous is not None
+                and previous.shape == self.centroids.shape):
+            self._hand_over = self._handover_pays(previous, fresh, sample_x, sample_state)
+            if self._hand_over:
+                self._handover_from, self._handover_fresh = previous, fresh
 
     def move(self, centroids):
         """Assign to ``centroids`` (same k) from now on without a :meth:`prepare`: the
@@ -544,10 +609,37 @@ class GraphAssigner(Assigner):
         :meth:`prepare`; the loop asks for it where the audit's excess stays above
         ``audit_tolerance`` at the widest beam. Counted in ``exact_passes_``."""
         self._groups = _all_centroids(self.centroids)
+        self._exact_groups = True
         self.exact_passes_ += 1
 
+    def hands_over(self):
+        return self._hand_over
+
+    def successor(self):
+        """An :class:`ExactAssigner` with bounds, prepared for the centroids of the last
+        pass (:meth:`handover_state` gives its bounds)."""
+        exact = ExactAssigner(bounds=True)
+        exact.prepare(self._handover_from)
+        return exact
+
+    def handover_state(self, X, state):
+        """Bounds for :class:`ExactAssigner`: each row's label and, after an exact pass,
+        the exact distance to its runner-up, a lower bound on its distance to every
+        other centroid (else 0, which settles nothing: the next pass is a full one)."""
+        labels = state[:, 0].astype(np.int64)
+        lower = np.zeros(labels.size, dtype=np.float64)
+        if self._handover_fresh and state.shape[1] > 1:
+            runner_up = state[:, 1].astype(np.int64)
+            has = np.flatnonzero(runner_up >= 0)
+            sq = np.empty(has.size, dtype=np.float64)
+            centers = np.ascontiguousarray(self._handover_from, dtype=X.dtype)
+            exact_sq_distances(np.ascontiguousarray(X[has]), centers, runner_up[has], sq)
+            lower[has] = np.sqrt(sq) * (1.0 - LOWER_MARGIN)
+        return bounds_of(labels, lower)
+
     _STATE_ARRAYS = ("_levels", "_projection", "_radius", "_anchor", "_rank")
-    _STATE_SCALARS = ("_ef", "_stay", "_cold", "cold_start_", "stay_audit_", "stats", "exact_passes_")
+    _STATE_SCALARS = ("_ef", "_stay", "_cold", "cold_start_", "stay_audit_", "stats", "exact_passes_",
+                      "_exact_groups", "handover_costs_")
     _GRAPH_ARRAYS = ("data", "levels", "links0", "upper", "upper_offset")
 
     def get_state(self):
@@ -680,6 +772,26 @@ class GraphAssigner(Assigner):
             self._projection, self._rank, self._bulk_order(state), self.bulk_size, self._ef, self._ef_cold(),
             self.min_iterations, self.seed_previous, self.sort_bulks, self.descend_warm,
             stay_check, visited, epochs))
+
+    def _handover_pays(self, previous, fresh, sample_x, sample_state):
+        """Whether a bounded exact pass costs less than a graph iteration, priced on the
+        audit rows: the bounds an exact pass under ``previous`` (the last pass's
+        centroids) would leave, against the node expansions of the coming searches."""
+        k = self.centroids.shape[0]
+        rows = self.audit_positions(sample_x.shape[0])[:HANDOVER_SAMPLE]
+        sample = np.ascontiguousarray(sample_x[rows], dtype=self.centroids.dtype)
+        m = sample.shape[0]
+        labels, lower = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.float64)
+        nearest_centroids(sample, np.ascontiguousarray(previous, dtype=sample.dtype), labels, np.empty(m),
+                          lower_out=lower)
+        exact_cost = bounded_pass_plan(previous, self.centroids, sample, labels, lower)[0]
+        expansions = self._search(sample, self.centroids, sample_state[rows].copy(), np.empty(m, np.int64),
+                                  np.empty(m), self._stay)
+        graph_cost = (expansions * GRAPH_EXPANSION_COST + m * GRAPH_ROW_COST) / (float(m) * k)
+        self.handover_costs_.append((exact_cost, graph_cost))
+        if fresh:
+            return exact_cost < graph_cost
+        return 1.0 + (HANDOVER_HORIZON - 1) * exact_cost < HANDOVER_HORIZON * graph_cost
 
     def _stay_check_pays(self, sample_x, sample_state):
         """The relative cost the stay check adds over full searches from the same state,

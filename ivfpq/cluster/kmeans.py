@@ -415,6 +415,11 @@ class KMeans(_BaseKMeans, Persistable):
         "mop" only: per iteration of the best run, the fraction of the audit rows at
         their exact nearest centroid and the relative excess cost of their assignment
         over exact assignment (see ``audit_size``). Empty for exact Lloyd.
+    handed_over_at_ : int or None
+        "mop" only: the iteration after which the best run went on as exact Lloyd with
+        bounds, because a bounded exact pass was priced below the graph search (late in
+        a fit, or where the data keeps the search wide); None when the graph searched to
+        the end, and for exact Lloyd.
     resumed_at_ : int
         The iteration a fit resumed from a checkpoint (0 for a fresh fit);
         ``n_iter_`` and ``history_`` count the whole run.
@@ -625,6 +630,7 @@ class KMeans(_BaseKMeans, Persistable):
         self.history_ = [(seconds, inertia * scale) for seconds, inertia in best.history]
         self.changed_fraction_ = list(best.changed_fraction)
         self.audit_ = [tuple(a) for a in best.audit]
+        self.handed_over_at_ = best.handed_over_at
         self.n_features_in_ = n_features
         return self
 
@@ -680,7 +686,8 @@ class KMeans(_BaseKMeans, Persistable):
 def _result_state(ex, result):
     """A finished run as JSON values and arrays, for a checkpoint."""
     meta = {"inertia": result.inertia, "n_iter": result.n_iter, "history": result.history,
-            "changed_fraction": result.changed_fraction, "work": result.work, "audit": result.audit}
+            "changed_fraction": result.changed_fraction, "work": result.work, "audit": result.audit,
+            "handed_over_at": result.handed_over_at}
     return meta, {"centers": result.centers, "labels": np.asarray(ex.labels(result.states))}
 
 
@@ -690,7 +697,7 @@ def _result_from_state(ex, blocks, meta, arrays):
     states = ex.map(_restored_block, blocks, parts, [None] * ex.n_blocks, [None] * ex.n_blocks, data=False)
     return LloydResult(arrays["centers"], states, float(meta["inertia"]), int(meta["n_iter"]),
                        [tuple(h) for h in meta["history"]], list(meta["changed_fraction"]), list(meta["work"]),
-                       [tuple(a) for a in meta["audit"]])
+                       [tuple(a) for a in meta["audit"]], handed_over_at=meta.get("handed_over_at"))
 
 
 @contextmanager

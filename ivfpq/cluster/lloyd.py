@@ -100,6 +100,7 @@ class LloydResult:
     work: list = field(default_factory=list)
     audit: list = field(default_factory=list)
     labels: object = None
+    handed_over_at: object = None  # the iteration after which the assigner's successor took over
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -124,6 +125,21 @@ def _prepare_model(previous, centers, sample_x, sample_state, scales, copy_assig
     centers = np.ascontiguousarray(centers)
     assigner.prepare(centers, sample_x, sample_state)
     return assigner, centers, scales.inertia_scale(centers)
+
+
+def _hands_over(model):
+    return model[0].hands_over()
+
+
+def _handover_block(x, state, model):
+    """The block's state for the successor of the model's assigner."""
+    return BlockState(state.block, state.labels, state.sq_dists, model[0].handover_state(x, state.state))
+
+
+def _successor_model(model, sample_x, sample_state, scales):
+    """The model with the successor of its assigner, prepared for its centers."""
+    assigner, centers, _ = model
+    return _prepare_model(assigner.successor(), centers, sample_x, sample_state, scales, False)
 
 
 def _widen_model(model, copy_assigner, how="wider"):
@@ -354,7 +370,10 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     as scikit-learn counts it; a look again with a wider search is not. An audit
     excess above the assigner's ``audit_tolerance`` widens the search, and, once it is
     at its widest, makes the next iteration an exact pass (also where the widest
-    search would stop, with no label changed). Stops when no
+    search would stop, with no label changed). An assigner that :meth:`hands_over`
+    after its ``prepare`` is replaced by its successor for the rest of the run (the
+    graph search by exact Lloyd with bounds, where that costs less), from the state
+    it hands over. Stops when no
     label changes, when the squared centroid shift is at
     most ``tol`` times the mean per-feature variance of the data (or, with
     ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
@@ -416,6 +435,8 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
                 "audit": []}
         totals = None
     else:
+        if resume[0]["loop"].get("handed_over_at") is not None:
+            assigner = ExactAssigner()
         loop, states, totals, model = _restore(ex, blocks, resume, assigner, scales_handle)
         start -= loop["history"][-1][0] if loop["history"] else 0.0
     tol_abs = loop["tol_abs"]
@@ -428,6 +449,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     widen_left = loop["widen_left"]
     audit_widened = loop.get("audit_widened", 0)  # widenings the audit asked for, not yet undone
     previous_inertia = np.inf if loop["previous_inertia"] is None else loop["previous_inertia"]
+    handed_over_at = loop.get("handed_over_at")
 
     for iteration in range(loop["iteration"], max_iter):
         ex.keep(model)
@@ -480,6 +502,12 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         totals = ex.submit(operator.getitem, summary, 1)
         model = ex.submit(_prepare_model, model, ex.submit(operator.getitem, summary, 0), sample_x,
                           sample_state(states), scales_handle, ex.remote, heavy=True)
+        if handed_over_at is None and ex.gather(ex.submit(_hands_over, model)):
+            # From here on exact Lloyd with bounds costs less than the graph search.
+            states = ex.map(_handover_block, states, shared=(model,))
+            model = ex.submit(_successor_model, model, sample_x, sample_state(states), scales_handle, heavy=True)
+            assigner = ExactAssigner()
+            handed_over_at, widen_left, audit_widened = n_iter, 0, 0
 
         inertia = stats_now["inertia"]
         history.append((time.perf_counter() - start, inertia))
@@ -519,7 +547,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         previous_inertia = inertia
         if checkpoint is not None and n_iter % checkpoint.every == 0:
             loop = {"iteration": iteration + 1, "n_iter": n_iter, "tol_abs": tol_abs,
-                    "widen_left": widen_left, "audit_widened": audit_widened,
+                    "widen_left": widen_left, "audit_widened": audit_widened, "handed_over_at": handed_over_at,
                     "previous_inertia": previous_inertia, "history": history,
                     "changed_fraction": changed_fraction, "work": work, "audit": audits}
             checkpoint.save(*_snapshot(ex, states, totals, model, loop))
@@ -533,7 +561,8 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         inertia = ex.gather(ex.submit(_final_inertia, reduced, model))
     final_centers = ex.gather(ex.submit(operator.getitem, model, 1))
     ex.drop_kept()
-    return LloydResult(final_centers, states, inertia, n_iter, history, changed_fraction, work, audits)
+    return LloydResult(final_centers, states, inertia, n_iter, history, changed_fraction, work, audits,
+                       handed_over_at=handed_over_at)
 
 
 # ----------------------------------------------------------------------------- predict

@@ -22,6 +22,7 @@ __all__ = [
     "augmented_centroids",
     "BOUNDS_DTYPE",
     "bounded_nearest_centroids",
+    "bounds_of",
     "new_bounds",
     "default_block_rows",
     "exact_sq_distance",
@@ -307,6 +308,18 @@ def new_bounds(n_rows):
     """Bounds of ``n_rows`` rows that settle nothing (no label yet)."""
     bounds = np.zeros(n_rows, dtype=BOUNDS_DTYPE)
     bounds["label"] = -1
+    return bounds
+
+
+def bounds_of(labels, lower):
+    """Bounds (:data:`BOUNDS_DTYPE`) holding ``labels`` and the float64 lower bounds
+    ``lower``, rounded down to float32.
+
+    >>> bounds_of(np.array([2]), np.array([1.0 + 2.0**-30]))["lower"].tolist()
+    [1.0]
+    """
+    bounds = np.empty(len(labels), dtype=BOUNDS_DTYPE)
+    _store_bounds(bounds, None, labels, lower)
     return bounds
 
 

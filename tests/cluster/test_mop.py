@@ -100,7 +100,7 @@ def test_graph_assigner_protocol_and_ablation_switches_keep_the_guarantee():
                      {"additional_centroids": 0, "min_iterations": 0}, {"descend_warm": True},
                      {"cold_start": "graph"}, {"stay_check": False}, {"cold_start": "two-level"}):
         assigner = GraphAssigner(M=4, ef_construction=16, ef_search=2, bulk_size=128,
-                                 rebuild_fraction=1.0, **switches)
+                                 rebuild_fraction=1.0, handover=False, **switches)
         result = lloyd_on_array(X, C0, assigner, 8, sample_weight=weights)
         inertias = np.array([i for _, i in result.history])
         assert np.all(np.diff(inertias) <= 1e-9 * inertias[:-1]), switches
@@ -360,7 +360,7 @@ def test_audit_figures_match_a_brute_force_recomputation():
     X = _blobs(6000, 12, 40, seed=11)
     C0 = X[np.random.default_rng(2).choice(6000, 300, replace=False)].copy()
     assigner = _RecordingGraphAssigner(ef_search=2, M=4, ef_construction=16, max_ef_search=2,
-                                       audit_size=700, audit_tolerance=np.inf, cold_start="graph")
+                                       audit_size=700, audit_tolerance=np.inf, cold_start="graph", handover=False)
     result = lloyd_on_array(X, C0, assigner, 8)
     rows = assigner.audit_rows(6000)[assigner.audit_positions(len(assigner.audit_rows(6000)))]
     assert len(rows) == 700 and len(result.audit) == result.n_iter
@@ -398,7 +398,7 @@ def test_audit_widens_while_the_excess_is_high_and_narrows_once_it_is_low():
     C0 = X[np.random.default_rng(2).choice(6000, 300, replace=False)].copy()
     tolerance = 2e-3
     assigner = _BeamRecordingAssigner(ef_search=2, M=4, ef_construction=16, max_ef_search=16, audit_size=2000,
-                                      audit_tolerance=tolerance, cold_start="graph", ef_cold=4)
+                                      audit_tolerance=tolerance, cold_start="graph", ef_cold=4, handover=False)
     result = lloyd_on_array(X, C0, assigner, 12, tol=0.0)
     beams, excess = assigner.beams, [e for _, e in result.audit]
     inertias = [i for _, i in result.history]
@@ -449,7 +449,7 @@ class _PassRecordingAssigner(GraphAssigner):
 def test_an_audit_excess_at_the_widest_beam_makes_the_next_iteration_an_exact_pass():
     X, C0 = _hard_mixture("more", 0)
     assigner = _PassRecordingAssigner(ef_search=2, max_ef_search=2, M=4, ef_construction=8, audit_size=2000,
-                                      audit_tolerance=1e-3, cold_start="graph", ef_cold=2)
+                                      audit_tolerance=1e-3, cold_start="graph", ef_cold=2, handover=False)
     result = lloyd_on_array(X, C0, assigner, 10, tol=0.0)
     excess = [e for _, e in result.audit]
     assert assigner.exact_passes_ > 0
@@ -464,7 +464,7 @@ def test_an_audit_excess_at_the_widest_beam_makes_the_next_iteration_an_exact_pa
     assert np.all(np.diff(inertias) <= 1e-9 * np.array(inertias[:-1]))
     # The same search without the audit's escalation ends higher.
     unaudited = GraphAssigner(ef_search=2, max_ef_search=2, M=4, ef_construction=8, audit_size=2000,
-                              audit_tolerance=np.inf, cold_start="graph", ef_cold=2)
+                              audit_tolerance=np.inf, cold_start="graph", ef_cold=2, handover=False)
     assert result.inertia < lloyd_on_array(X, C0, unaudited, 10, tol=0.0).inertia
 
 
@@ -529,3 +529,65 @@ def test_a_standstill_with_an_audit_above_the_tolerance_looks_once_more_exactly(
     np.testing.assert_array_equal(looked.labels, exact.labels)
     np.testing.assert_array_equal(looked.centers, exact.centers)
     assert looked.inertia == pytest.approx(exact.inertia, rel=1e-12)
+
+
+@pytest.mark.parametrize("cold_start", ["exact", "graph"])
+def test_a_handover_continues_as_exact_lloyd_from_the_centroids_it_reached(cold_start):
+    # At k = 300, d = 12 a bounded exact pass costs less than any graph search: the run
+    # hands over after its first pass (with fresh bounds after the exact start, with
+    # none after the graph start) and then is exact Lloyd from where it stood.
+    X, C0 = _hard_mixture("more", 1, n=6000, d=12, k=300)
+    params = dict(ef_search=2, M=4, ef_construction=8, cold_start=cold_start)
+    result = lloyd_on_array(X, C0, GraphAssigner(**params), 9, tol=0.0)
+    at = result.handed_over_at
+    assert at is not None and 1 <= at < result.n_iter
+    assert all(audit == (1.0, 0.0) for audit in result.audit[at:])
+    reached = lloyd_on_array(X, C0, GraphAssigner(**params), at, tol=0.0)
+    assert reached.handed_over_at == at
+    exact = lloyd_on_array(X, reached.centers, ExactAssigner(), 9 - at, tol=0.0)
+    assert [i for _, i in result.history[at:]] == [i for _, i in exact.history]
+    np.testing.assert_array_equal(result.centers, exact.centers)
+    np.testing.assert_array_equal(result.labels, exact.labels)
+    assert GraphAssigner(handover=False, **params).hands_over() is False
+    assert lloyd_on_array(X, C0, GraphAssigner(handover=False, **params), 9, tol=0.0).handed_over_at is None
+
+
+def test_handover_bounds_after_an_exact_pass_are_proven_lower_bounds():
+    X, C0 = _hard_mixture("fewer", 2, n=3000, d=12, k=150)
+    assigner = GraphAssigner(additional_centroids=2, cold_start="exact")
+    assigner.reset(3000)
+    assigner.prepare(C0, X[:500], assigner.new_state(500))
+    state, labels, sq = assigner.new_state(3000), np.empty(3000, np.int64), np.empty(3000)
+    assigner.assign(X, state, labels, sq)
+    moved = C0 + np.float32(0.01)
+    assigner.prepare(moved, X[:500], state[:500])  # prices the handover from C0's exact pass
+    assigner._handover_from, assigner._handover_fresh = C0, True
+    bounds = assigner.handover_state(X, state)
+    np.testing.assert_array_equal(bounds["label"], labels)
+    sq_all = ((X[:, None].astype(np.float64) - C0[None].astype(np.float64)) ** 2).sum(-1)
+    sq_all[np.arange(3000), labels] = np.inf
+    second = np.sqrt(sq_all.min(axis=1))
+    assert np.all(bounds["lower"] <= second) and np.all(bounds["lower"] >= second * (1 - 1e-6))
+    assigner._handover_fresh = False  # after a graph pass: no bounds, a full pass follows
+    assert np.all(assigner.handover_state(X, state)["lower"] == 0)
+
+
+def test_handover_prices_both_passes_on_the_audit_rows():
+    # Well before convergence at k = 2,000 on 20,000 points the graph search is priced
+    # below a bounded pass; the prices are kept, one pair per priced iteration.
+    X = _blobs(20000, 16, 200, seed=4)
+    C0 = X[np.random.default_rng(5).choice(20000, 2000, replace=False)].copy()
+    assigner = GraphAssigner(cold_start="exact")
+    result = lloyd_on_array(X, C0, assigner, 8, tol=0.0)
+    costs = assigner.handover_costs_
+    assert all(0 < e <= 1 and g > 0 for e, g in costs)
+    exact_cost, graph_cost = costs[0]  # after the exact start: fresh bounds, and still no handover
+    assert graph_cost < exact_cost
+    assert result.handed_over_at is None or len(costs) == result.handed_over_at >= 2  # priced until then
+
+
+def test_kmeans_reports_the_handover():
+    X, C0 = _hard_mixture("more", 1, n=6000, d=12, k=300)
+    mop = KMeans(300, init=C0, algorithm="mop", max_iter=6, tol=0, random_state=0).fit(X)
+    assert 1 <= mop.handed_over_at_ < mop.n_iter_
+    assert KMeans(300, init=C0, max_iter=2).fit(X).handed_over_at_ is None
