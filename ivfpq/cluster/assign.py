@@ -726,9 +726,10 @@ class GraphAssigner(Assigner):
         return method
 
     def _two_level_agreement(self, sample_x):
-        """The fraction of the rows of ``sample_x`` that the two-level start puts at
-        their exact nearest centroid."""
-        sample = np.ascontiguousarray(sample_x, dtype=self.centroids.dtype)
+        """The fraction of the audit rows of ``sample_x`` (:meth:`audit_positions`) that
+        the two-level start puts at their exact nearest centroid."""
+        rows = self.audit_positions(sample_x.shape[0])
+        sample = np.ascontiguousarray(sample_x[rows], dtype=self.centroids.dtype)
         m = sample.shape[0]
         rough = np.empty(m)
         two_level_assign(sample, self.centroids, self.new_state(m), np.empty(m, np.int64), rough, self._groups)
