@@ -439,7 +439,8 @@ class GraphAssigner(Assigner):
         from the iteration where, priced on the audit rows, a bounded exact pass costs
         less than the graph search (late in a fit, when few centroids move; or where
         the data keeps the search wide): :meth:`prepare` prices both, in scores of a full
-        pass (``GRAPH_EXPANSION_COST``, ``GRAPH_ROW_COST``, :func:`bounded_pass_plan`).
+        pass (``GRAPH_EXPANSION_COST``, ``GRAPH_ROW_COST``, :func:`bounded_pass_plan`),
+        and :meth:`widen` and :meth:`narrow` price the graph again at the new beam.
         After an exact pass the bounds come from its exact runners-up at no cost;
         otherwise the first exact pass is a full one, spread over
         ``HANDOVER_HORIZON`` iterations in the comparison. Kept in ``handover_costs_``.
@@ -513,6 +514,7 @@ class GraphAssigner(Assigner):
         self.exact_passes_ = 0
         self._exact_groups = False  # the pass being made is exact (its runners-up too)
         self._hand_over = False
+        self._priced = None  # this iteration's pricing: (previous, fresh, sample, state, exact cost)
         self._handover_from = None  # the centroids of the last pass, when handing over
         self._handover_fresh = False
         self.handover_costs_ = []  # per priced iteration: (exact, graph) in full passes
@@ -541,6 +543,7 @@ class GraphAssigner(Assigner):
         self._cold = sample_state is None or bool((sample_state[:, 0] < 0).all())
         self._groups = None
         self._exact_groups = self._hand_over = False
+        self._priced = None
         if self._cold:
             self.cold_start_ = self._choose_cold_start(sample_x)
             self._exact_groups = self.cold_start_ == "exact"
@@ -552,9 +555,7 @@ class GraphAssigner(Assigner):
                       and self._stay_check_pays(sample_x, sample_state))
         if (self.handover and not self._cold and sampled and previous is not None
                 and previous.shape == self.centroids.shape):
-            self._hand_over = self._handover_pays(previous, fresh, sample_x, sample_state)
-            if self._hand_over:
-                self._handover_from, self._handover_fresh = previous, fresh
+            self._price_handover(previous, fresh, sample_x, sample_state)
 
     def move(self, centroids):
         """Assign to ``centroids`` (same k) from now on without a :meth:`prepare`: the
@@ -587,6 +588,7 @@ class GraphAssigner(Assigner):
         if self._ef >= self._widest():
             return False
         self._ef = min(2 * self._ef, self._widest())
+        self._decide_handover(again=True)
         return True
 
     def widen_steps(self):
@@ -599,6 +601,7 @@ class GraphAssigner(Assigner):
         if self._ef <= self.ef_search:
             return False
         self._ef = max(self.ef_search, self._ef // 2)
+        self._decide_handover(again=True)
         return True
 
     def can_pass_exactly(self):
@@ -774,11 +777,9 @@ class GraphAssigner(Assigner):
             self.min_iterations, self.seed_previous, self.sort_bulks, self.descend_warm,
             stay_check, visited, epochs))
 
-    def _handover_pays(self, previous, fresh, sample_x, sample_state):
-        """Whether a bounded exact pass costs less than a graph iteration, priced on the
-        audit rows: the bounds an exact pass under ``previous`` (the last pass's
-        centroids) would leave, against the node expansions of the coming searches."""
-        k = self.centroids.shape[0]
+    def _price_handover(self, previous, fresh, sample_x, sample_state):
+        """Price a bounded exact pass on the audit rows: the bounds that an exact pass
+        under ``previous`` (the last pass's centroids) would leave; then decide."""
         rows = self.audit_positions(sample_x.shape[0])[:HANDOVER_SAMPLE]
         sample = np.ascontiguousarray(sample_x[rows], dtype=self.centroids.dtype)
         m = sample.shape[0]
@@ -786,13 +787,28 @@ class GraphAssigner(Assigner):
         nearest_centroids(sample, np.ascontiguousarray(previous, dtype=sample.dtype), labels, np.empty(m),
                           lower_out=lower)
         exact_cost = bounded_pass_plan(previous, self.centroids, sample, labels, lower)[0]
-        expansions = self._search(sample, self.centroids, sample_state[rows].copy(), np.empty(m, np.int64),
-                                  np.empty(m), self._stay)
+        self._priced = (previous, fresh, sample, sample_state[rows].copy(), exact_cost)
+        self._decide_handover()
+
+    def _decide_handover(self, again=False):
+        """Hand over where the priced bounded pass costs less than the graph searches the
+        next pass would make (node expansions on the same rows, at the current beam);
+        ``again``: the beam changed since this iteration's pricing."""
+        if self._priced is None:
+            return
+        previous, fresh, sample, state, exact_cost = self._priced
+        m, k = sample.shape[0], self.centroids.shape[0]
+        expansions = self._search(sample, self.centroids, state.copy(), np.empty(m, np.int64), np.empty(m),
+                                  self._stay)
         graph_cost = (expansions * GRAPH_EXPANSION_COST + m * GRAPH_ROW_COST) / (float(m) * k)
+        if again:
+            self.handover_costs_.pop()
         self.handover_costs_.append((exact_cost, graph_cost))
         if fresh:
-            return exact_cost < graph_cost
-        return 1.0 + (HANDOVER_HORIZON - 1) * exact_cost < HANDOVER_HORIZON * graph_cost
+            self._hand_over = exact_cost < graph_cost
+        else:
+            self._hand_over = 1.0 + (HANDOVER_HORIZON - 1) * exact_cost < HANDOVER_HORIZON * graph_cost
+        self._handover_from, self._handover_fresh = previous, fresh
 
     def _stay_check_pays(self, sample_x, sample_state):
         """The relative cost the stay check adds over full searches from the same state,

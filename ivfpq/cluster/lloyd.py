@@ -502,12 +502,6 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         totals = ex.submit(operator.getitem, summary, 1)
         model = ex.submit(_prepare_model, model, ex.submit(operator.getitem, summary, 0), sample_x,
                           sample_state(states), scales_handle, ex.remote, heavy=True)
-        if handed_over_at is None and ex.gather(ex.submit(_hands_over, model)):
-            # From here on exact Lloyd with bounds costs less than the graph search.
-            states = ex.map(_handover_block, states, shared=(model,))
-            model = ex.submit(_successor_model, model, sample_x, sample_state(states), scales_handle, heavy=True)
-            assigner = ExactAssigner()
-            handed_over_at, widen_left, audit_widened = n_iter, 0, 0
 
         inertia = stats_now["inertia"]
         history.append((time.perf_counter() - start, inertia))
@@ -544,6 +538,12 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
             widen_left += 1
             audit_widened -= 1
             model = ex.submit(_widen_model, model, ex.remote, "narrower", heavy=True)
+        if handed_over_at is None and ex.gather(ex.submit(_hands_over, model)):
+            # From here on exact Lloyd with bounds costs less than the graph search.
+            states = ex.map(_handover_block, states, shared=(model,))
+            model = ex.submit(_successor_model, model, sample_x, sample_state(states), scales_handle, heavy=True)
+            assigner = ExactAssigner()
+            handed_over_at, widen_left, audit_widened = n_iter, 0, 0
         previous_inertia = inertia
         if checkpoint is not None and n_iter % checkpoint.every == 0:
             loop = {"iteration": iteration + 1, "n_iter": n_iter, "tol_abs": tol_abs,
