@@ -15,6 +15,32 @@ import time
 
 import numpy as np
 
+
+def _blas_kernels_as_numpys():
+    """Make every OpenBLAS loaded from now on run the kernels NumPy's runs.
+
+    An OpenBLAS older than the processor does not recognise it and falls back to its
+    most generic x86-64 kernels: faiss-cpu's wheel bundles OpenBLAS 0.3.15, which on
+    a recent Xeon picks "Prescott" (SSE3) while NumPy's picks "SkylakeX", and faiss's
+    exact k-means ran 3.9x slower for it (benchmarks/README.md). OpenBLAS reads
+    ``OPENBLAS_CORETYPE`` when it loads, and the peers load after this module: a
+    comparison with a peer crippled by its packaging would show nothing. A value
+    the caller set is kept.
+    """
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return
+    cores = [info.get("architecture") for info in threadpool_info() if info.get("internal_api") == "openblas"]
+    if cores and cores[0]:
+        os.environ["OPENBLAS_CORETYPE"] = cores[0]
+
+
+_blas_kernels_as_numpys()
+
+
 def machine_line() -> str:
     """One line naming the machine, for benchmark reports."""
     import numpy
@@ -28,8 +54,9 @@ def machine_line() -> str:
                     break
     except OSError:
         pass
+    core = os.environ.get("OPENBLAS_CORETYPE")
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"numpy {numpy.__version__}")
+            f"numpy {numpy.__version__}" + (f", OpenBLAS kernels {core}" if core else ""))
 
 
 def median_time(fn, repeat=3, warmup=0):
