@@ -141,6 +141,8 @@ def _serial_below(count, minimum=PARALLEL_MIN_NODES):
 
 
 def _n_chunks(count, min_per_chunk=4):
+    if count < 2 * min_per_chunk:
+        return 1 if count else 0
     threads = numba.get_num_threads()
     return int(max(1, min(count // min_per_chunk, 8 * threads)) if count else 0)
 

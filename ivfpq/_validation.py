@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .kernels.checks import all_finite
+
 __all__ = [
     "NotFittedError",
     "ConvergenceWarning",
@@ -188,6 +190,13 @@ def check_array(
     the result is either the same read-only-safe view or a copy (``copy=True``
     always copies).
     """
+    if (type(X) is np.ndarray and X.ndim == ndim == 2 and X.flags.c_contiguous and not copy
+            and X.shape[0] >= min_rows and X.shape[1] >= min_cols
+            and (X.dtype == dtype if isinstance(dtype, str) else X.dtype.name in dtype)):
+        # Already what the caller needs (a search's queries, usually): only finiteness
+        # is left to check.
+        if allow_nonfinite or all_finite(X):
+            return X
     if X is None:
         raise TypeError(f"{name} must be an array-like of numbers, got None")
     if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
@@ -235,7 +244,7 @@ def check_array(
     if copy and (out is arr or np.shares_memory(out, arr) or out is X):
         out = out.copy()
 
-    if not allow_nonfinite and out.size and not np.isfinite(out).all():
+    if not allow_nonfinite and not all_finite(out):
         n_nan = int(np.isnan(out).sum())
         n_inf = int(np.isinf(out).sum())
         raise ValueError(
@@ -274,6 +283,8 @@ def check_sample_weight(sample_weight, n_samples: int, dtype=np.float64) -> np.n
 
 def check_positive_int(value, name: str, *, minimum: int = 1, maximum: int | None = None) -> int:
     """``value`` as an int in ``[minimum, maximum]``; bools and floats are refused."""
+    if type(value) is int and value >= minimum and (maximum is None or value <= maximum):
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {_describe(value)}")
     value = int(value)

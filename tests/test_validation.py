@@ -179,3 +179,17 @@ def test_product_quantizer_takes_metric_aliases():
     codes = pq.encode(X)
     for got, expected in zip(pq.search(codes, X[:4], k=5), reference.search(codes, X[:4], k=5)):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_check_array_returns_a_ready_array_itself_and_still_refuses_nan():
+    from ivfpq._validation import check_array
+
+    Q = np.ones((2, 3), dtype=np.float32)
+    assert check_array(Q, "Q", dtype="float32") is Q
+    assert check_array(Q, "Q", dtype="float32", copy=True) is not Q
+    assert check_array(Q, "Q", dtype="float64").dtype == np.float64
+    Q[1, 2] = np.nan
+    with pytest.raises(ValueError, match=r"Q contains NaN or infinity \(1 NaN, 0 inf\)"):
+        check_array(Q, "Q", dtype="float32")
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        check_array(np.ones((2, 3)), "Q", min_rows=3)
