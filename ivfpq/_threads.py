@@ -9,8 +9,6 @@ code's constants").
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numba
 
 from ._validation import check_positive_int
@@ -41,51 +39,66 @@ def _blas_controller():
     return _controller
 
 
-@contextmanager
+class _Limits:
+    """Set Numba's thread count and/or BLAS's on entry, restore what was changed on exit.
+
+    A plain class rather than a generator context manager: a search of one query
+    enters one, and a generator's set-up costs as much as the search's validation.
+    Only the counts that differ are touched (``ThreadpoolController.limit`` would query
+    and set every library, which costs more than a search of one query).
+    """
+
+    __slots__ = ("_numba", "_blas", "_numba_before", "_blas_before")
+
+    def __init__(self, numba_count, blas_count):
+        self._numba, self._blas = numba_count, blas_count
+
+    def __enter__(self):
+        self._numba_before = None
+        if self._numba is not None:
+            before = numba.get_num_threads()
+            if before != self._numba:
+                numba.set_num_threads(self._numba)
+                self._numba_before = before
+        self._blas_before = []
+        if self._blas is not None:
+            for lib in _blas_controller().lib_controllers:
+                if lib.user_api == "blas":
+                    before = lib.num_threads
+                    if before != self._blas:
+                        lib.set_num_threads(self._blas)
+                        self._blas_before.append((lib, before))
+        return self
+
+    def __exit__(self, *exc_info):
+        for lib, before in self._blas_before:
+            lib.set_num_threads(before)
+        if self._numba_before is not None:
+            numba.set_num_threads(self._numba_before)
+        return False
+
+
 def numba_threads(n_threads: int):
     """Run Numba kernels on ``n_threads`` threads, then restore the count. For code that
     calls no BLAS: threadpoolctl's library scan can cost more than a small kernel
     (benchmarks/README.md, "Figures behind the code's constants")."""
-    previous = numba.get_num_threads()
-    if previous == n_threads:
-        yield
-        return
-    numba.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+    return _Limits(n_threads, None)
 
 
-@contextmanager
 def blas_threads(n_threads: int):
-    """Run BLAS on ``n_threads`` threads, then restore each library's count. Only the
-    libraries whose count differs are touched: ``ThreadpoolController.limit`` would
-    query and set all of them, which costs more than a search of one query."""
-    libraries = [lib for lib in _blas_controller().lib_controllers if lib.user_api == "blas"]
-    changed = [(lib, lib.num_threads) for lib in libraries if lib.num_threads != n_threads]
-    for lib, _ in changed:
-        lib.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        for lib, previous in changed:
-            lib.set_num_threads(previous)
+    """Run BLAS on ``n_threads`` threads, then restore each library's count."""
+    return _Limits(None, n_threads)
 
 
-@contextmanager
 def search_threads(n_threads: int):
     """Run Numba kernels on ``n_threads`` threads and BLAS on one, for the searches: a
     query batch's matrix products are small, and the workers of a multi-threaded
     BLAS keep spinning for a while after a product returns, taking the cores from
     the Numba region that follows (a scan of probed lists ran 1.7x slower right
     after a two-thread product than on its own)."""
-    with numba_threads(n_threads), blas_threads(1):
-        yield
+    return _Limits(n_threads, 1)
 
 
-@contextmanager
 def thread_limits(n_threads: int):
     """Run Numba kernels and BLAS on ``n_threads`` threads, then restore both."""
-    with numba_threads(n_threads), blas_threads(n_threads):
-        yield
+    return _Limits(n_threads, n_threads)

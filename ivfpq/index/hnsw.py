@@ -34,7 +34,8 @@ from .._validation import (
     validate_params,
 )
 from .._graph import HNSWGraph, draw_levels, insert_nodes, knn_search, pq_insert_nodes, pq_knn_search
-from ..kernels._jit import for_queries
+from ..kernels._jit import SERIAL_BELOW, for_queries
+from ..kernels.hnsw import search_few
 from ..kernels.ivf import rerank_exact
 from ..quantize.pq import ProductQuantizer
 from ._memory import MemoryUsage, array_bytes, quantizer_bytes
@@ -383,13 +384,12 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
         Q = check_array(Q, "Q", dtype="float32")
         check_n_features(Q, self.n_features_in_, "Q", owner="HNSW")
         k = check_positive_int(k, "k")
-        ef = self.ef_search if ef_search is None else ef_search
-        ef = max(check_positive_int(ef, "ef_search"), k)
+        ef = max(check_positive_int(self.ef_search if ef_search is None else ef_search, "ef_search"), k)
+        compressed = self.is_compressed
         if rescore is None:
-            rescore = self.is_compressed and self._has_raw
-        if not isinstance(rescore, (bool, np.bool_)):
+            rescore = compressed and self._has_raw
+        elif not isinstance(rescore, (bool, np.bool_)):
             raise TypeError(f"rescore must be True or False, got {rescore!r} ({type(rescore).__name__})")
-        rescore = bool(rescore)
         if rescore and not self._has_raw:
             raise ValueError(
                 "rescore needs the raw vectors, but this index was compressed with keep_raw=False"
@@ -397,31 +397,40 @@ class HNSW(MetricMixin, ParamsMixin, Persistable):
         g = self._graph
         nq = Q.shape[0]
         inner_product = self._metric == "ip"
+        raw = g.data if self._width == self.n_features_in_ else g.data[:, : self.n_features_in_]
         out_dist = np.empty((nq, k), dtype=np.float64)
         out_ids = np.empty((nq, k), dtype=np.int64)
         # A graph search calls no BLAS; n_threads=None keeps the caller's Numba setting.
         threads = nullcontext() if self.n_threads is None else numba_threads(self._n_threads())
         with threads:
-            if self.is_compressed:
-                width = ef if rescore else k
+            if compressed:
                 nodes, approx = pq_knn_search(g, self._codes, self._codebooks, self._codebooks_t, Q,
-                                              width, ef)
+                                              ef if rescore else k, ef)
             else:
                 Qg = Q
                 if inner_product:
                     Qg = np.zeros((nq, self._width), dtype=np.float32)
                     Qg[:, : self.n_features_in_] = Q
+                if nq < SERIAL_BELOW and g.n_linked > 0:
+                    # The same search and re-ranking as below, in one call.
+                    visited, epochs = g.scratch()
+                    search_few(g.data, Qg, g.links0, g.upper, g.upper_offset, g.entry_point, g.max_level, ef,
+                               visited, epochs, self._labels, Q, raw, inner_product, out_dist, out_ids)
+                    return self._finish(out_dist, out_ids, inner_product)
                 nodes, approx = knn_search(g, Qg, k, ef)
                 rescore = True  # exact distances for the k found, sorted with ties by id
             # Where a node is -1 its label is read from the last row and never used:
             # the re-ranking skips those slots, and the copy below overwrites them.
             labels = self._labels[nodes]
             if rescore:
-                raw = g.data if self._width == self.n_features_in_ else g.data[:, : self.n_features_in_]
                 for_queries(rerank_exact, nq)(Q, nodes, labels, raw, inner_product, out_dist, out_ids)
             else:
                 out_dist[:] = approx
                 out_ids[:] = np.where(nodes >= 0, labels, -1)
+        return self._finish(out_dist, out_ids, inner_product)
+
+    @staticmethod
+    def _finish(out_dist, out_ids, inner_product):
         if inner_product:
             np.negative(out_dist, out=out_dist)
         return out_dist.astype(np.float32), out_ids

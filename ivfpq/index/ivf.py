@@ -7,6 +7,8 @@ whose centroids are nearest to the query.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from .. import _faiss
@@ -26,7 +28,7 @@ from .._validation import (
     validate_params,
 )
 from ..cluster.kmeans import KMeans
-from ..kernels._jit import for_queries
+from ..kernels._jit import SERIAL_BELOW, for_queries
 from ..kernels.distances import augmented_centroids, default_block_rows, max_norm, nearest_centroids, sq_norms
 from ..kernels.ivf import (
     TABLE_PER_LIST,
@@ -35,6 +37,8 @@ from ..kernels.ivf import (
     ivf_flat_search,
     ivf_pq_search,
     ivf_topk_probes,
+    ivf_topk_probes_serial,
+    probe_scores_few,
     query_tables,
     rerank_exact,
 )
@@ -118,14 +122,20 @@ class CoarseQuantizer:
             return (out, dists) if with_scores else out
         out = np.empty((nq, nprobe), dtype=np.int64)
         scores_out = np.empty((nq, nprobe), dtype=np.float64)
-        block = default_block_rows(self.nlist)
-        ct = self._scaled_t
-        for start in range(0, nq, block):
-            stop = min(nq, start + block)
-            scores = Q[start:stop] @ ct
-            if self.metric == "l2":
-                scores += self._c_sq
-            for_queries(ivf_topk_probes, stop - start)(scores, nprobe, out[start:stop], scores_out[start:stop])
+        if nq < SERIAL_BELOW:
+            scores = np.empty((nq, self.nlist), dtype=np.float32)
+            probe_scores_few(Q, self._scaled_t, self._c_sq, self.metric == "l2", scores)
+            ivf_topk_probes_serial(scores, nprobe, out, scores_out)
+        else:
+            block = default_block_rows(self.nlist)
+            ct = self._scaled_t
+            for start in range(0, nq, block):
+                stop = min(nq, start + block)
+                scores = Q[start:stop] @ ct
+                if self.metric == "l2":
+                    scores += self._c_sq
+                for_queries(ivf_topk_probes, stop - start)(scores, nprobe, out[start:stop],
+                                                           scores_out[start:stop])
         if not with_scores:
             return out
         if self.metric == "l2":
@@ -519,7 +529,9 @@ class IVFFlat(_IVFBase):
         ids = np.empty((Q.shape[0], k), dtype=np.int64)
         lists = self._lists
         scan = for_queries(ivf_flat_search, Q.shape[0])
-        with search_threads(self._n_threads()):
+        # A few queries run serial kernels and no BLAS: no thread count to set.
+        threads = nullcontext() if Q.shape[0] < SERIAL_BELOW else search_threads(self._n_threads())
+        with threads:
             probes = self._quantizer.probes(Q, nprobe)
             scan(Q, probes, lists.data["vectors"], lists.ids, lists.offsets, lists.sizes,
                  self._metric == "ip", self._vector_max_norm() if self._metric == "ip" else 0.0, dist, ids)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import types
 
-from numba import njit
+from llvmlite import ir
+from numba import njit, types as nbtypes
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-__all__ = ["SERIAL_BELOW", "copy_function", "serial_twin", "for_queries"]
+__all__ = ["SERIAL_BELOW", "copy_function", "serial_twin", "for_queries", "prefetch_row"]
 
 # Searches of fewer queries than this run on the calling thread.
 SERIAL_BELOW = 32
@@ -47,3 +50,28 @@ def serial_twin(kernel, **options):
 def for_queries(kernel, n_queries):
     """``kernel``, or its serial twin when there are fewer than ``SERIAL_BELOW`` queries."""
     return _TWINS[kernel] if n_queries < SERIAL_BELOW else kernel
+
+
+@intrinsic
+def prefetch_row(typingctx, array, row):
+    """Ask the CPU to start loading ``array[row]`` (a C-contiguous 2-D array) into its
+    caches, and go on: a graph search knows which rows it will read a few distance
+    computations before it reads them. A hint only; no value changes."""
+    if not (isinstance(array, nbtypes.Array) and array.ndim == 2 and isinstance(row, nbtypes.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], nbtypes.intp)
+        start = cgutils.get_item_pointer(context, builder, array_type, view,
+                                         [index, context.get_constant(nbtypes.intp, 0)], wraparound=False)
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0i8")
+        # read (0), keep in every cache level (3), data (1)
+        builder.call(hint, [builder.bitcast(start, byte_pointer), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return nbtypes.void(array, row), codegen

@@ -23,6 +23,9 @@ the *distance*:
 ``pair_distance(space, a, b)``
     Distance between two stored nodes: what the neighbour-selection heuristic and the
     reverse-edge merge rank by.
+``prefetch_node(space, node)``
+    Start loading what ``query_distance`` will read of ``node`` (a hint; no result
+    depends on it).
 
 :func:`bind_distance` compiles the kernels of this module for one distance (the model
 is pynndescent's factories, which build search functions around a jitted metric).
@@ -166,7 +169,8 @@ def group_starts(keys, n_total):
 
 # ----------------------------------------------------------------------------- templates
 # The functions below are compiled once per distance by bind_distance, which supplies
-# the names query_buffer, prepare_query, query_distance and pair_distance (and the
+# the names query_buffer, prepare_query, query_distance, pair_distance and
+# prefetch_node (and the
 # other bound kernels they call); they are not jitted here.
 
 
@@ -242,6 +246,7 @@ def search_layer(space, query, links0, upper, upper_offset, layer, seeds, n_seed
             n_res = max_pop(res_d, res_i, n_res)
 
     expanded = 0
+    fresh = np.empty(links0.shape[1], dtype=np.int32)
     while n_cand > 0:
         dist_c = cand_d[0]
         node_c = cand_i[0]
@@ -250,6 +255,9 @@ def search_layer(space, query, links0, upper, upper_offset, layer, seeds, n_seed
         n_cand = min_pop(cand_d, cand_i, n_cand)
         expanded += 1
         row = neighbour_row(links0, upper, upper_offset, node_c, layer)
+        # The unvisited neighbours first, each one's vector requested from memory at
+        # once, so that the loads overlap the distance computations that follow.
+        n_fresh = 0
         for t in range(row.shape[0]):
             other = row[t]
             if other < 0:
@@ -257,6 +265,11 @@ def search_layer(space, query, links0, upper, upper_offset, layer, seeds, n_seed
             if visited[other] == epoch:
                 continue
             visited[other] = epoch
+            prefetch_node(space, other)  # noqa: F821 (bound)
+            fresh[n_fresh] = other
+            n_fresh += 1
+        for t in range(n_fresh):
+            other = fresh[t]
             dist = query_distance(space, other, query)  # noqa: F821 (bound)
             if n_res < ef or dist < res_d[0]:
                 n_cand = min_push(cand_d, cand_i, n_cand, dist, other)
@@ -539,14 +552,14 @@ _TEMPLATES = {
 }
 
 
-def bind_distance(name, query_buffer, prepare_query, query_distance, pair_distance):
+def bind_distance(name, query_buffer, prepare_query, query_distance, pair_distance, prefetch_node):
     """Compile this module's graph kernels for one distance.
 
     Parameters
     ----------
     name : str
         A name unique among the bound distances (it names the cache files).
-    query_buffer, prepare_query, query_distance, pair_distance : numba dispatchers
+    query_buffer, prepare_query, query_distance, pair_distance, prefetch_node : numba dispatchers
         The distance; see the module docstring for their arguments.
 
     Returns
@@ -570,7 +583,8 @@ def bind_distance(name, query_buffer, prepare_query, query_distance, pair_distan
     """
     scope = dict(globals())
     scope.update(query_buffer=query_buffer, prepare_query=prepare_query,
-                 query_distance=query_distance, pair_distance=pair_distance)
+                 query_distance=query_distance, pair_distance=pair_distance,
+                 prefetch_node=prefetch_node)
     bound = {}
     for kernel, parallel in _TEMPLATES.items():
         fn = copy_function(globals()[kernel], scope, kernel, f"{name}.{kernel}")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._jit import prefetch_row
+from .ivf import rerank_exact_serial
 from .graph import bind_distance, neighbour_row, thread_scratch
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "KERNELS",
     "neighbour_row",
     "thread_scratch",
+    "search_few",
 ]
 
 
@@ -65,9 +68,37 @@ def _prepare_query(data, vector, buffer):
     return vector
 
 
+@njit(inline="always")
+def _prefetch_node(data, node):
+    prefetch_row(data, node)
+
+
 # All the graph kernels (see ivfpq.kernels.graph); the ones other kernels call are
 # also module attributes.
-KERNELS = bind_distance("l2", _query_buffer, _prepare_query, node_distance, pair_distance)
+KERNELS = bind_distance("l2", _query_buffer, _prepare_query, node_distance, pair_distance, _prefetch_node)
 greedy_descent = KERNELS.greedy_descent
 search_layer = KERNELS.search_layer
 select_neighbours = KERNELS.select_neighbours
+knn_search_serial = KERNELS.knn_search_serial
+
+
+@njit(cache=True)
+def search_few(data, queries, links0, upper, upper_offset, entry, max_level, ef, visited_all, epochs,
+               labels, raw_queries, raw, inner_product, out_dist, out_ids):
+    """A few queries on the calling thread, in one call: the beam search of
+    ``knn_search_serial`` (``queries`` as the graph stores them), then the exact
+    re-ranking of ``rerank_exact_serial`` of the nodes found (``raw_queries`` against
+    ``raw``), under their ``labels``. The batch path makes the same two calls from
+    Python; here a single query does not pay for two dispatches and the arrays
+    between them (see benchmarks/README.md, "ann")."""
+    nq, k = out_ids.shape
+    nodes = np.empty((nq, k), dtype=np.int32)
+    approx = np.empty((nq, k), dtype=np.float32)
+    knn_search_serial(data, queries, links0, upper, upper_offset, entry, max_level, max(ef, k),
+                      nodes, approx, visited_all, epochs, 1)
+    # Where a node is -1 its label is never read: the re-ranking skips the slot.
+    found = np.empty((nq, k), dtype=np.int64)
+    for q in range(nq):
+        for j in range(k):
+            found[q, j] = labels[max(nodes[q, j], 0)]
+    rerank_exact_serial(raw_queries, nodes, found, raw, inner_product, out_dist, out_ids)

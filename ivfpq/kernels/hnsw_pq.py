@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._jit import prefetch_row
 from .graph import bind_distance
 
 __all__ = [
@@ -92,4 +93,10 @@ def _prepare_query(space, vector, table):
 
 # greedy_descent, search_layer, select_neighbours, connect_node, search_new_rows,
 # merge_reverse_edges, knn_search: see ivfpq.kernels.graph.
-KERNELS = bind_distance("pq_adc_sdc", _query_buffer, _prepare_query, adc_distance, sdc_distance)
+@njit(inline="always")
+def _prefetch_node(space, node):
+    prefetch_row(space[0], node)  # the node's codes
+
+
+KERNELS = bind_distance("pq_adc_sdc", _query_buffer, _prepare_query, adc_distance, sdc_distance,
+                        _prefetch_node)

@@ -24,6 +24,7 @@ __all__ = [
     "compact_lists",
     "ivf_flat_search",
     "ivf_topk_probes",
+    "probe_scores_few",
     "ivf_pq_search",
     "rerank_exact",
     "rerank_exact_serial",
@@ -101,6 +102,27 @@ def ivf_topk_probes(scores, nprobe, probes, probe_scores):
         for p in range(nprobe):
             probes[q, p] = ids[p]
             probe_scores[q, p] = dist[p]
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH)
+def probe_scores_few(Q, scaled_t, c_sq, l2, scores):
+    """The coarse scores of a few queries on the calling thread, without BLAS:
+    ``Q @ scaled_t`` (``scaled_t`` is ``-2 C^T`` for L2, ``-C^T`` for inner product),
+    plus ``|c|^2`` for L2, in float32, as the batch path's product computes them (up
+    to the order of the additions). A single row's product through BLAS costs more
+    than this loop, and would need BLAS's threads fixed around it."""
+    nq, d = Q.shape
+    nlist = scaled_t.shape[1]
+    for q in range(nq):
+        row = scores[q]
+        if l2:
+            row[:] = c_sq
+        else:
+            row[:] = 0
+        for j in range(d):
+            w = Q[q, j]
+            for c in range(nlist):
+                row[c] += w * scaled_t[j, c]
 
 
 @njit(inline="always")
