@@ -373,6 +373,12 @@ class KMeans(_BaseKMeans, Persistable):
         ``max_ef_search``; beyond it, the next iteration is an exact pass over all
         points), and an excess at most a quarter of it narrows a search so widened
         again, one step per iteration; None never widens.
+    handover : bool, default=True
+        "mop" only: price, on the audit rows, the next iteration both ways, and once a
+        bounded exact pass (exact Lloyd that rescores only the rows whose proven bounds
+        do not settle them) is the cheaper, go on as exact Lloyd with bounds to the end
+        (``handed_over_at_``). False keeps the graph search to the end. Needs
+        ``audit_size > 0``.
     checkpoint : str, path or None, default=None
         A file where the whole state of the fit is written every ``checkpoint_every``
         iterations (versioned ``.npz``, written atomically, no pickle; see
@@ -460,6 +466,7 @@ class KMeans(_BaseKMeans, Persistable):
         "max_ef_search": [Interval(int, 1, None), None],
         "audit_size": [Interval(int, 0, None)],
         "audit_tolerance": [Interval(float, 0, None), None],
+        "handover": ["boolean"],
         "checkpoint": [str, os.PathLike, None],
         "checkpoint_every": [Interval(int, 1, None)],
     }
@@ -489,6 +496,7 @@ class KMeans(_BaseKMeans, Persistable):
         max_ef_search=None,
         audit_size=1024,
         audit_tolerance=1e-3,
+        handover=True,
         checkpoint=None,
         checkpoint_every=1,
     ):
@@ -514,6 +522,7 @@ class KMeans(_BaseKMeans, Persistable):
         self.max_ef_search = max_ef_search
         self.audit_size = audit_size
         self.audit_tolerance = audit_tolerance
+        self.handover = handover
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
 
@@ -545,6 +554,7 @@ class KMeans(_BaseKMeans, Persistable):
                 cold_start=self.cold_start, cold_nprobe=self.cold_nprobe,
                 max_ef_search=self.max_ef_search, audit_size=self.audit_size,
                 audit_tolerance=np.inf if self.audit_tolerance is None else self.audit_tolerance,
+                handover=bool(self.handover),
             )
         return ExactAssigner()
 

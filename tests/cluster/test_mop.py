@@ -591,3 +591,11 @@ def test_kmeans_reports_the_handover():
     mop = KMeans(300, init=C0, algorithm="mop", max_iter=6, tol=0, random_state=0).fit(X)
     assert 1 <= mop.handed_over_at_ < mop.n_iter_
     assert KMeans(300, init=C0, max_iter=2).fit(X).handed_over_at_ is None
+    # handover=False keeps the graph to the end: the same run up to the handover.
+    kept = KMeans(300, init=C0, algorithm="mop", max_iter=6, tol=0, random_state=0,
+                  handover=False).fit(X)
+    assert kept.handed_over_at_ is None
+    at = mop.handed_over_at_
+    np.testing.assert_array_equal([i for _, i in kept.history_[:at]], [i for _, i in mop.history_[:at]])
+    with pytest.raises(TypeError, match="handover"):
+        KMeans(3, handover="yes").fit(X)
