@@ -192,7 +192,7 @@ def check_array(
     """
     if (type(X) is np.ndarray and X.ndim == ndim == 2 and X.flags.c_contiguous and not copy
             and X.shape[0] >= min_rows and X.shape[1] >= min_cols
-            and (X.dtype == dtype if isinstance(dtype, str) else X.dtype.name in dtype)):
+            and (X.dtype == dtype if isinstance(dtype, str) else X.dtype in _FLOAT_DTYPES)):
         # Already what the caller needs (a search's queries, usually): only finiteness
         # is left to check.
         if allow_nonfinite or all_finite(X):

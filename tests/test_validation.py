@@ -188,6 +188,7 @@ def test_check_array_returns_a_ready_array_itself_and_still_refuses_nan():
     assert check_array(Q, "Q", dtype="float32") is Q
     assert check_array(Q, "Q", dtype="float32", copy=True) is not Q
     assert check_array(Q, "Q", dtype="float64").dtype == np.float64
+    assert check_array(Q.astype(">f4"), "Q", dtype="float32").dtype.isnative  # not "ready"
     Q[1, 2] = np.nan
     with pytest.raises(ValueError, match=r"Q contains NaN or infinity \(1 NaN, 0 inf\)"):
         check_array(Q, "Q", dtype="float32")
