@@ -11,7 +11,7 @@ Layout (all arrays are plain NumPy arrays, so a graph saves to ``.npz`` as it is
 ``entry_point``, ``max_level``: where every descent starts.
 
 The vectors are not part of the graph: the kernels see them only through a *space*
-(any value Numba can pass: an array, a tuple of arrays) and four jitted functions,
+(any value Numba can pass: an array, a tuple of arrays) and five jitted functions,
 the *distance*:
 
 ``query_buffer(space)``
