@@ -144,10 +144,9 @@ def _serial_below(count, minimum=PARALLEL_MIN_NODES):
 
 
 def _n_chunks(count, min_per_chunk=4):
-    if count < 2 * min_per_chunk:
+    if count < 2 * min_per_chunk:  # one chunk, without asking Numba for its thread count
         return 1 if count else 0
-    threads = numba.get_num_threads()
-    return int(max(1, min(count // min_per_chunk, 8 * threads)) if count else 0)
+    return int(min(count // min_per_chunk, 8 * numba.get_num_threads()))
 
 
 def _new_rows(graph, kernels, space, vectors, nodes, ef_construction, seed_from_rows, n_mates=0):
