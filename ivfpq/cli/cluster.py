@@ -52,7 +52,7 @@ TARGET_SLACK = 1.005
 RACE_LABELS = {"lloyd": "exact Lloyd", "mop": "mop"}
 
 
-def fit_kmeans(X, k, args, *, init="k-means++", n_init="auto", metric="sqeuclidean", tol=1e-4):
+def fit_kmeans(X, k, args, *, init="auto", n_init="auto", metric="sqeuclidean", tol=1e-4):
     """Fit :class:`ivfpq.KMeans` with the command's options; return (model, seconds)."""
     params = dict(n_clusters=k, init=init, n_init=n_init, max_iter=args.max_iter, tol=tol,
                   metric=metric, random_state=args.seed, verbose=progress_enabled(args),

@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--max-iter", type=_positive_int, default=300, metavar="N",
                          help="maximum iterations (default: 300)")
     cluster.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default: 0)")
-    cluster.add_argument("--init", choices=("k-means++", "random"), default="k-means++",
-                         help="initial centroids (default: k-means++)")
+    cluster.add_argument("--init", choices=("auto", "k-means++", "random", "k-means||", "hierarchical"),
+                         default="auto", help="initial centroids (default: auto, i.e. k-means++ below "
+                                              "1,000 clusters, hierarchical from there on)")
     cluster.add_argument("--n-init", type=_positive_int, default=1, metavar="N",
                          help="runs from different starts; the lowest inertia wins (default: 1)")
     cluster.add_argument("--metric", choices=("sqeuclidean", "cosine"), default="sqeuclidean",

@@ -1,4 +1,5 @@
-"""Initial centroids over any executor: "random", greedy "k-means++" and "k-means||".
+"""Initial centroids over any executor: "random", greedy "k-means++", "k-means||" and
+"hierarchical".
 
 Each is written once against the executor protocol (:mod:`ivfpq.cluster.executor`)
 and gives the same centroids, bit for bit, however the rows are blocked: random
@@ -16,7 +17,8 @@ from ..kernels.distances import augmented_centroids, exact_sq_distance, nearest_
 from ..kernels.lloyd import fixed_point_scale, fixed_total
 from .executor import LocalBlocks, add_partials, gather_rows
 
-__all__ = ["random_centers", "kmeans_plusplus", "kmeans_parallel", "random_rows", "row_uniforms"]
+__all__ = ["random_centers", "kmeans_plusplus", "kmeans_parallel", "hierarchical_centers", "random_rows",
+           "row_uniforms", "split_counts"]
 
 
 def row_uniforms(seed, draw, start, n):
@@ -168,6 +170,13 @@ def kmeans_plusplus(ex, blocks, stats, n_clusters, rng, n_local_trials=None):
     return centers
 
 
+def _in_memory(rows, weights=None):
+    """(executor, blocks, statistics) of rows in memory, as one block."""
+    local = LocalBlocks(lambda start, stop: rows[start:stop], [0, rows.shape[0]], rows.shape[1], rows.dtype,
+                        weights, cache=True)
+    return (local, *local.validate())
+
+
 # ----------------------------------------------------------------------------- k-means||
 
 
@@ -250,7 +259,118 @@ def kmeans_parallel(ex, blocks, stats, n_clusters, rng, oversampling_factor=None
                             shared=(ex.put(candidates), weight_scale), name="kmeans||-weights",
                             outputs=False)
     weights = ex.gather(weights)[0].astype(np.float64) / weight_scale
-    local = LocalBlocks(lambda start, stop: candidates[start:stop], [0, candidates.shape[0]],
-                        candidates.shape[1], candidates.dtype, weights, cache=True)
-    local_blocks, local_stats = local.validate()
-    return kmeans_plusplus(local, local_blocks, local_stats, n_clusters, rng)
+    return kmeans_plusplus(*_in_memory(candidates, weights), n_clusters, rng)
+
+
+# ----------------------------------------------------------------------------- hierarchical
+
+#: Sample rows per cluster that the hierarchical start clusters, and its cap in bytes:
+#: the start reads ``min(n, SAMPLE_PER_CLUSTER * k, HIERARCHICAL_SAMPLE_BYTES / row)``
+#: rows once and works in memory from there.
+SAMPLE_PER_CLUSTER = 32
+HIERARCHICAL_SAMPLE_BYTES = 1 << 28
+#: Lloyd iterations within each level of the hierarchical start.
+LEVEL_ITERS = 4
+
+
+def split_counts(sizes, total, weights=None):
+    """``total`` clusters shared among groups in proportion to their ``weights`` (default:
+    their ``sizes``; largest remainders, ties to the lower index), no group given more
+    clusters than it has rows.
+
+    >>> split_counts(np.array([6, 3, 1]), 5).tolist()
+    [3, 2, 0]
+    >>> split_counts(np.array([6, 3, 1]), 5, weights=np.array([1.0, 1.0, 2.0])).tolist()
+    [2, 2, 1]
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    weights = sizes.astype(np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
+    if total > sizes.sum():
+        raise ValueError(f"cannot share {total} clusters among {sizes.sum()} rows")
+    counts = np.zeros(sizes.size, dtype=np.int64)
+    open_ = sizes > 0
+    left = int(total)
+    while left > 0:
+        # Each round hands out what is left in proportion to the weights of groups not
+        # yet full; a group capped at its row count leaves its share to the next round.
+        # Groups of zero weight share among themselves only when no other has room.
+        weighted = weights * open_
+        if not weighted.sum() > 0:
+            weighted = sizes * open_.astype(np.float64)
+        share = left * weighted / weighted.sum()
+        whole = np.minimum(np.floor(share).astype(np.int64), sizes - counts)
+        counts += whole
+        left -= int(whole.sum())
+        room = open_ & (counts < sizes)
+        if left > 0:
+            remainder = np.where(room, share - np.floor(share), -1.0)
+            order = np.argsort(-remainder, kind="stable")[: min(left, int(room.sum()))]
+            counts[order] += 1
+            left -= order.size
+        open_ = counts < sizes
+    return counts
+
+
+def _lloyd_in_memory(rows, centers, spherical):
+    """``LEVEL_ITERS`` exact Lloyd iterations (spherical ones for the cosine metric) on
+    rows in memory from ``centers``: (centroids, labels, squared distances of the rows to
+    the centroids of the last assignment)."""
+    from .assign import ExactAssigner
+    from .lloyd import lloyd
+
+    local, local_blocks, local_stats = _in_memory(rows)
+    result = lloyd(local, local_blocks, local_stats, centers, ExactAssigner(), LEVEL_ITERS,
+                   spherical=spherical)
+    return result.centers, local.labels(result.states), np.concatenate([st.sq_dists for st in result.states])
+
+
+def hierarchical_centers(ex, blocks, n_clusters, rng, spherical=False):
+    """"hierarchical": a two-level k-means of a sample, for large ``n_clusters``.
+
+    Reads a sample of ``min(n, SAMPLE_PER_CLUSTER * k)`` rows drawn by weight (at most
+    ``HIERARCHICAL_SAMPLE_BYTES`` of them), clusters it into about ``sqrt(k)`` groups
+    (greedy k-means++ on 64 rows per group, then ``LEVEL_ITERS`` Lloyd iterations on the
+    sample), gives each group one centroid and shares the rest in proportion to the
+    groups' costs (the squared distances of their rows to their centroid;
+    :func:`split_counts`), and
+    clusters each group into its share (greedy k-means++ on the group's rows, then
+    ``LEVEL_ITERS`` Lloyd iterations). A Lloyd iteration of either level costs about
+    ``SAMPLE_PER_CLUSTER * k**1.5 * d``, and k-means++ within a group about ``32 k_g``
+    rows per centroid, against greedy k-means++'s two passes over all
+    ``n`` rows per centroid. The same centroids however the rows are blocked: the sample
+    is drawn by global row number and everything after it runs in this process.
+    """
+    itemsize = np.dtype(ex.dtype).itemsize
+    cap = max(n_clusters, HIERARCHICAL_SAMPLE_BYTES // (ex.n_features * itemsize))
+    n_sample = min(ex.n_rows, SAMPLE_PER_CLUSTER * n_clusters, cap)
+    rows = random_rows(ex, blocks, n_sample, int(rng.integers(2**63)))
+    sample = gather_rows(ex, blocks, np.sort(rows))
+    if rows.size <= n_clusters:
+        return sample[:n_clusters]
+    n_groups = max(1, int(round(np.sqrt(n_clusters))))
+    # The groups start from greedy k-means++ on a few rows per group: its two passes per
+    # centroid over the whole sample would cost more than the rest of the start.
+    seeding = sample[np.sort(rng.choice(sample.shape[0], min(sample.shape[0], 64 * n_groups), replace=False))]
+    _, groups, sq_dists = _lloyd_in_memory(sample, kmeans_plusplus(*_in_memory(seeding), n_groups, rng),
+                                           spherical)
+    order = np.argsort(groups, kind="stable")
+    sizes = np.bincount(groups, minlength=n_groups)
+    costs = np.bincount(groups, weights=sq_dists, minlength=n_groups)
+    # An optimal quantizer puts about cost**(d / (d + 2)) of its centroids in a region:
+    # nearly in proportion to the cost in many dimensions. Every group keeps one, so
+    # that a tight, far group is never left for later iterations to reach.
+    occupied = (sizes > 0).astype(np.int64)
+    counts = occupied + split_counts(sizes - occupied, n_clusters - int(occupied.sum()), weights=costs)
+    centers = np.empty((n_clusters, ex.n_features), dtype=ex.dtype)
+    ends, filled = np.cumsum(sizes), np.cumsum(counts)
+    for g in range(n_groups):
+        if counts[g] == 0:
+            continue
+        members = sample[order[ends[g] - sizes[g]:ends[g]]]
+        if counts[g] == sizes[g]:
+            group_centers = members
+        else:
+            first = kmeans_plusplus(*_in_memory(members), int(counts[g]), rng)
+            group_centers = _lloyd_in_memory(members, first, spherical)[0]
+        centers[filled[g] - counts[g]:filled[g]] = group_centers
+    return centers

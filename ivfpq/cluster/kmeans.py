@@ -35,7 +35,7 @@ from ..kernels.distances import sq_norms
 from . import dask_blocks
 from .assign import ExactAssigner, GraphAssigner
 from .executor import gather_rows, local_executor, normalize_rows
-from .init import kmeans_parallel, kmeans_plusplus, random_centers
+from .init import hierarchical_centers, kmeans_parallel, kmeans_plusplus, random_centers
 from .checkpoint import Checkpoint, data_fingerprint, params_fingerprint
 from .lloyd import LloydResult, _restored_block, lloyd, predict
 
@@ -44,7 +44,12 @@ __all__ = ["kmeans", "KMeans", "choose_algorithm"]
 ALGORITHMS = ("lloyd", "mop", "auto")
 #: scikit-learn's other exact algorithm: accepted, and run as "lloyd" (same result).
 ELKAN = "elkan"
-INITS = ("k-means++", "random", "k-means||")
+INITS = ("auto", "k-means++", "random", "k-means||", "hierarchical")
+#: ``init="auto"`` is greedy "k-means++" below this many clusters, "hierarchical" from it
+#: on: greedy k-means++ makes two passes over the data per centroid, and from about a
+#: thousand clusters it costs more than the whole fit after it (benchmarks/README.md,
+#: "kmeans_init.py"; the code constants table).
+HIERARCHICAL_FROM = 1000
 COLD_STARTS = ("auto", "two-level", "exact", "graph")
 
 
@@ -183,19 +188,23 @@ class _BaseKMeans(ClustererMixin, MetricMixin, ParamsMixin):
         return check_centers(self.init, n_clusters, n_features, dtype, "init array")
 
     def _initial_centers(self, ex, blocks, stats, init, n_clusters, rng, X=None):
+        if isinstance(init, str):
+            if init == "auto":
+                init = "hierarchical" if n_clusters >= HIERARCHICAL_FROM else "k-means++"
+            if init == "random":
+                return random_centers(ex, blocks, n_clusters, rng)
+            if init == "k-means||":
+                return kmeans_parallel(ex, blocks, stats, n_clusters, rng)
+            if init == "hierarchical":
+                return hierarchical_centers(ex, blocks, n_clusters, rng, spherical=self._metric == "cosine")
+            return kmeans_plusplus(ex, blocks, stats, n_clusters, rng)
         if callable(init):
             # A RandomState, as scikit-learn passes, drawn from this fit's generator.
             random_state = np.random.RandomState(int(rng.integers(2**32 - 1)))
             centers = init(_data_for_callable(ex, X), n_clusters, random_state=random_state)
             centers = check_centers(centers, n_clusters, ex.n_features, ex.dtype, "the array init returned")
-        elif not isinstance(init, str):
-            centers = init
-        elif init == "random":
-            return random_centers(ex, blocks, n_clusters, rng)
-        elif init == "k-means||":
-            return kmeans_parallel(ex, blocks, stats, n_clusters, rng)
         else:
-            return kmeans_plusplus(ex, blocks, stats, n_clusters, rng)
+            centers = init
         centers = centers.astype(ex.dtype, copy=True)
         return normalize_rows(centers) if self._metric == "cosine" else centers
 
@@ -280,13 +289,17 @@ class KMeans(_BaseKMeans, Persistable):
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {"k-means++", "random", "k-means||"}, callable or array of shape \
-            (n_clusters, n_features), default="k-means++"
+    init : {"auto", "k-means++", "random", "k-means||", "hierarchical"}, callable or \
+            array of shape (n_clusters, n_features), default="auto"
         "k-means++" is the greedy variant scikit-learn uses; "random" picks distinct rows;
         "k-means||" is the scalable k-means++ of Bahmani et al. (7 passes over the
-        data, then weighted k-means++ on about ``10 * n_clusters`` candidates). Each
-        gives the same centroids wherever the rows are; greedy "k-means++" makes two
-        passes over the data per centroid, so prefer "k-means||" out of core.
+        data, then weighted k-means++ on about ``10 * n_clusters`` candidates);
+        "hierarchical" reads a sample of about ``32 * n_clusters`` rows once, clusters it
+        into about ``sqrt(n_clusters)`` groups and each group into its share of the
+        centroids (a few Lloyd iterations at each level). "auto" is "k-means++" below
+        1,000 clusters and "hierarchical" from there on, where greedy k-means++ (two
+        passes over the data per centroid) would cost more than the fit after it.
+        Each gives the same centroids wherever the rows are.
         A callable is called as ``init(X, n_clusters, random_state=random_state)``, with
         a ``numpy.random.RandomState`` drawn from ``random_state``, and returns the
         (n_clusters, n_features) centroids. For rows in memory it gets them as an
@@ -295,9 +308,8 @@ class KMeans(_BaseKMeans, Persistable):
         array ``init`` (as in scikit-learn).
     n_init : int or "auto", default="auto"
         Independent runs from different initialisations; the lowest inertia wins.
-        "auto" means 1 for "k-means++", "k-means||" or an array, 10 for "random" or a
-        callable. With an array, only one run is made (a ``RuntimeWarning`` says so
-        when ``n_init`` asks for more).
+        "auto" means 10 for "random" or a callable, else 1. With an array, only one
+        run is made (a ``RuntimeWarning`` says so when ``n_init`` asks for more).
     max_iter : int, default=300
         Maximum Lloyd iterations per run.
     tol : float, default=1e-4
@@ -475,7 +487,7 @@ class KMeans(_BaseKMeans, Persistable):
         self,
         n_clusters=8,
         *,
-        init="k-means++",
+        init="auto",
         n_init="auto",
         max_iter=300,
         tol=1e-4,

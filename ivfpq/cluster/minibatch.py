@@ -47,8 +47,8 @@ class MiniBatchKMeans(_BaseKMeans):
     Parameters
     ----------
     n_clusters : int, default=8
-    init : {"k-means++", "random", "k-means||"}, callable or array of shape \
-            (n_clusters, n_features), default="k-means++"
+    init : {"auto", "k-means++", "random", "k-means||", "hierarchical"}, callable or \
+            array of shape (n_clusters, n_features), default="auto"
         As in :class:`ivfpq.KMeans`, run on ``init_size`` rows drawn at random.
     max_iter : int, default=100
         Passes over the data (epochs): at most ``max_iter * n_samples // batch_size``
@@ -161,7 +161,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self,
         n_clusters=8,
         *,
-        init="k-means++",
+        init="auto",
         max_iter=100,
         batch_size=1024,
         verbose=0,

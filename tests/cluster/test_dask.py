@@ -126,7 +126,7 @@ def test_weights_cosine_and_empty_clusters_equal_in_memory(client):
 def test_every_init_on_dask_equals_in_memory(client):
     X = _blobs(seed=2)
     X_dask = da.from_array(X, chunks=(CHUNKS, X.shape[1]))
-    for init in ("k-means++", "k-means||", "random"):
+    for init in ("k-means++", "k-means||", "random", "hierarchical"):
         on_dask = KMeans(8, init=init, random_state=5, max_iter=3).fit(X_dask)
         in_memory = KMeans(8, init=init, random_state=5, max_iter=3, n_threads=1).fit(X)
         _assert_same_fit(in_memory, on_dask)

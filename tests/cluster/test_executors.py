@@ -73,7 +73,7 @@ def test_blocked_fit_equals_in_memory_fit(block_rows):
 
 
 @pytest.mark.parametrize("algorithm", ["lloyd", "mop"])
-@pytest.mark.parametrize("init", ["given", "random", "k-means++", "k-means||"])
+@pytest.mark.parametrize("init", ["given", "random", "k-means++", "k-means||", "hierarchical"])
 def test_near_ties_give_identical_fits_for_any_blocking_and_thread_count(near_ties, algorithm, init):
     X = near_ties
     start = X[np.random.default_rng(1).choice(X.shape[0], 200, replace=False)].copy()

@@ -268,3 +268,13 @@ def test_relocation_takes_the_farthest_points_lower_row_first_on_ties():
     expected = candidates[np.argsort(-sq[candidates], kind="stable")[:3]]
     np.testing.assert_array_equal(rows, 1000 + expected)
     np.testing.assert_array_equal(points, X[expected])
+
+
+@pytest.mark.parametrize("n_clusters, means", [(999, "k-means++"), (1000, "hierarchical")])
+def test_auto_init_is_kmeans_plusplus_below_a_thousand_clusters_then_hierarchical(n_clusters, means):
+    X = np.random.default_rng(0).standard_normal((1200, 3)).astype(np.float32)
+    params = dict(max_iter=1, tol=0.0, random_state=4)
+    auto = KMeans(n_clusters, **params).fit(X)
+    assert auto.init == "auto"
+    explicit = KMeans(n_clusters, init=means, **params).fit(X)
+    np.testing.assert_array_equal(auto.cluster_centers_, explicit.cluster_centers_)
