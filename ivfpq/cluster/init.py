@@ -54,9 +54,19 @@ def random_rows(ex, blocks, m, seed, draw=0):
     return rows[np.lexsort((rows, -keys))[:m]]
 
 
+def enough_rows(ex, blocks, m, seed):
+    """:func:`random_rows`, made up to ``m`` with the first rows of zero weight where
+    fewer than ``m`` rows have a positive weight."""
+    rows = random_rows(ex, blocks, m, seed)
+    if rows.size < m:
+        first = np.arange(min(ex.n_rows, m + rows.size), dtype=np.int64)
+        rows = np.concatenate([rows, first[~np.isin(first, rows)][: m - rows.size]])
+    return rows
+
+
 def random_centers(ex, blocks, n_clusters, rng):
     """"random": ``n_clusters`` distinct rows drawn by weight, in one pass."""
-    return gather_rows(ex, blocks, random_rows(ex, blocks, n_clusters, int(rng.integers(2**63))))
+    return gather_rows(ex, blocks, enough_rows(ex, blocks, n_clusters, int(rng.integers(2**63))))
 
 
 def _cost_scale(ex, stats):
@@ -343,7 +353,7 @@ def hierarchical_centers(ex, blocks, n_clusters, rng, spherical=False):
     itemsize = np.dtype(ex.dtype).itemsize
     cap = max(n_clusters, HIERARCHICAL_SAMPLE_BYTES // (ex.n_features * itemsize))
     n_sample = min(ex.n_rows, SAMPLE_PER_CLUSTER * n_clusters, cap)
-    rows = random_rows(ex, blocks, n_sample, int(rng.integers(2**63)))
+    rows = enough_rows(ex, blocks, n_sample, int(rng.integers(2**63)))
     sample = gather_rows(ex, blocks, np.sort(rows))
     if rows.size <= n_clusters:
         return sample[:n_clusters]

@@ -176,3 +176,13 @@ def test_kmeans_with_the_hierarchical_start_beats_random_on_far_blobs():
     assert hierarchical.inertia_ < rand.inertia_
     cosine = KMeans(9, init="hierarchical", metric="cosine", max_iter=2, random_state=0).fit(X)
     np.testing.assert_allclose(np.linalg.norm(cosine.cluster_centers_, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("init", ["random", "hierarchical"])
+def test_a_start_with_fewer_weighted_rows_than_clusters_still_gives_k_centroids(init):
+    # Five rows of positive weight for ten clusters: the five, and five of zero weight.
+    X = np.arange(300, dtype=np.float32).reshape(100, 3)
+    w = np.zeros(100)
+    w[[10, 30, 50, 70, 90]] = 1.0
+    model = KMeans(10, init=init, n_init=1, max_iter=1, random_state=0).fit(X, sample_weight=w)
+    assert model.cluster_centers_.shape == (10, 3)
