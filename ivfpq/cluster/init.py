@@ -15,7 +15,9 @@ from numba import njit
 
 from ..kernels.distances import augmented_centroids, exact_sq_distance, nearest_centroids, score_error_bound
 from ..kernels.lloyd import fixed_point_scale, fixed_total
+from .assign import ExactAssigner
 from .executor import LocalBlocks, add_partials, gather_rows
+from .lloyd import lloyd
 
 __all__ = ["random_centers", "kmeans_plusplus", "kmeans_parallel", "hierarchical_centers", "random_rows",
            "row_uniforms", "split_counts"]
@@ -325,9 +327,6 @@ def _lloyd_in_memory(rows, centers, spherical):
     """``LEVEL_ITERS`` exact Lloyd iterations (spherical ones for the cosine metric) on
     rows in memory from ``centers``: (centroids, labels, squared distances of the rows to
     the centroids of the last assignment)."""
-    from .assign import ExactAssigner
-    from .lloyd import lloyd
-
     local, local_blocks, local_stats = _in_memory(rows)
     result = lloyd(local, local_blocks, local_stats, centers, ExactAssigner(), LEVEL_ITERS,
                    spherical=spherical)
