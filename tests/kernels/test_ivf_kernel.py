@@ -120,8 +120,6 @@ def test_mark_removed_and_compact_keep_the_other_rows_in_order():
 @given(seed=st.integers(0, 2**31), nq=st.integers(1, 5), d=st.integers(1, 40), nlist=st.integers(1, 300),
        l2=st.booleans())
 def test_probe_scores_few_is_the_batch_product(seed, nq, d, nlist, l2):
-    from ivfpq.kernels.ivf import probe_scores_few
-
     rng = np.random.default_rng(seed)
     # Small integers: every product and sum is exact in float32, whatever the order.
     Q = rng.integers(-4, 5, (nq, d)).astype(np.float32)
@@ -129,5 +127,5 @@ def test_probe_scores_few_is_the_batch_product(seed, nq, d, nlist, l2):
     scaled_t = np.ascontiguousarray(C.T * np.float32(-2.0 if l2 else -1.0))
     c_sq = (C * C).sum(axis=1).astype(np.float32)
     scores = np.empty((nq, nlist), dtype=np.float32)
-    probe_scores_few(Q, scaled_t, c_sq, l2, scores)
+    ivf.probe_scores_few(Q, scaled_t, c_sq, l2, scores)
     np.testing.assert_array_equal(scores, Q @ scaled_t + (c_sq if l2 else 0))
