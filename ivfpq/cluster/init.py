@@ -10,11 +10,21 @@ total is a fixed-point integer sum (:mod:`ivfpq.kernels.lloyd`).
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit
+from concurrent.futures import ThreadPoolExecutor
 
-from ..kernels.distances import augmented_centroids, exact_sq_distance, nearest_centroids, score_error_bound
+import numba
+import numpy as np
+
+from .._threads import numba_threads, thread_limits
+from ..kernels.distances import (
+    _error_factors,
+    augmented_centroids,
+    exact_sq_distance,
+    nearest_centroids,
+    score_error_bound,
+)
 from ..kernels.lloyd import fixed_point_scale, fixed_total
+from ..kernels.seeding import closest_with, fixed_totals, greedy_kmeanspp_rows
 from .assign import ExactAssigner
 from .executor import LocalBlocks, add_partials, gather_rows
 from .lloyd import lloyd
@@ -80,33 +90,25 @@ def _cost_scale(ex, stats):
 # ----------------------------------------------------------------------------- k-means++
 
 
-@njit(cache=True)
-def _closest_with(scores, x_sq, bound, X, candidates, closest, out):
-    """``out[i, t] = min(closest[i], |X[i] - candidates[t]|^2)``, exact: the GEMM score
-    settles the rows where the candidate is clearly farther than ``closest``."""
-    n, m = scores.shape
-    for i in range(n):
-        for t in range(m):
-            if x_sq[i] + scores[i, t] - bound[i] > closest[i]:
-                out[i, t] = closest[i]
-            else:
-                out[i, t] = min(closest[i], exact_sq_distance(X, i, candidates, t))
+def _row_sq_norms(x, block):
+    """Squared norms of a block's rows, in float64 (their norms are a column of it)."""
+    x_sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    return np.stack([x_sq, np.sqrt(x_sq)])
 
 
-def _trial_distances(x, block, closest, candidates, scale):
+def _trial_distances(x, block, closest, norms, candidates, scale):
     """Per row, the squared distance to the nearest centroid so far if each candidate
-    joined; and each candidate's weighted potential (fixed point)."""
+    joined; and each candidate's weighted potential (fixed point). ``norms`` is the
+    block's :func:`_row_sq_norms`."""
     n, m = x.shape[0], candidates.shape[0]
     out = np.empty((n, m), dtype=np.float64)
     if n:
-        scores = x @ augmented_centroids(candidates)[:-1] + (
-            np.einsum("ij,ij->i", candidates, candidates, dtype=np.float64).astype(x.dtype))
-        x_sq = np.einsum("ij,ij->i", x, x, dtype=np.float64)
+        augmented = augmented_centroids(candidates)
+        scores = x @ augmented[:-1] + augmented[-1]
         c_max = float(np.sqrt(np.max(np.einsum("ij,ij->i", candidates, candidates, dtype=np.float64))))
-        bound = score_error_bound(np.sqrt(x_sq), c_max, x.shape[1], x.dtype)
-        _closest_with(scores, x_sq, bound, x, np.ascontiguousarray(candidates), closest, out)
-    potentials = np.array([fixed_total(out[:, t], block.weights, scale) for t in range(m)], dtype=np.int64)
-    return out, (potentials,)
+        bound = score_error_bound(norms[1], c_max, x.shape[1], x.dtype)
+        closest_with(scores, norms[0], bound, x, np.ascontiguousarray(candidates), closest, out)
+    return out, (fixed_totals(out, block.weights, scale),)
 
 
 def _column(values, column):
@@ -152,29 +154,44 @@ def _initial_closest(x, block, first):
     return out
 
 
+def _plusplus_in_block(x, block, scale, uniforms, n_clusters, n_trials):
+    rows = greedy_kmeanspp_rows(x, block.weights, scale, uniforms, n_clusters, n_trials,
+                                *_error_factors(x.shape[1], x.dtype))
+    return x[rows]
+
+
 def kmeans_plusplus(ex, blocks, stats, n_clusters, rng, n_local_trials=None):
     """Greedy k-means++ (Arthur & Vassilvitskii), as scikit-learn runs it.
 
     Each new centroid is the best of ``n_local_trials`` candidates (default
     ``2 + int(ln k)``) drawn with probability proportional to weight times squared
-    distance to the nearest centroid so far; "best" means lowest resulting potential.
-    Two passes over the data per centroid; distances by BLAS blocks with an exact
-    recheck wherever they could change a minimum.
+    distance to the nearest centroid so far (by weight alone once every row sits on a
+    centroid); "best" means lowest resulting potential. Two passes over the data per
+    centroid; distances by BLAS blocks with an exact recheck wherever they could change
+    a minimum. Data of one block runs the whole loop in one task
+    (:func:`~ivfpq.kernels.seeding.greedy_kmeanspp_rows`), with the same draws and the
+    same exact decisions, so the same centroids.
     """
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
     scale = _cost_scale(ex, stats)
+    uniforms = rng.random(1 + (n_clusters - 1) * n_local_trials)
+    if ex.n_blocks == 1:
+        return ex.gather(ex.submit(_plusplus_in_block, ex.data[0], blocks[0], scale, uniforms, n_clusters,
+                                   n_local_trials, heavy=True))
     ones = [ex.put(np.ones(ex.offsets[b + 1] - ex.offsets[b])) for b in range(ex.n_blocks)]
-    first = _draw_by(ex, blocks, ones, scale, [rng.random()])
+    first = _draw_by(ex, blocks, ones, scale, uniforms[:1])
     centers = np.empty((n_clusters, ex.n_features), dtype=ex.dtype)
     centers[0] = gather_rows(ex, blocks, first)[0]
     closest = ex.map(_initial_closest, blocks, shared=(ex.put(centers[:1].copy()),))
+    norms = ex.map(_row_sq_norms, blocks)
     for c in range(1, n_clusters):
-        rows = _draw_by(ex, blocks, closest, scale, rng.random(n_local_trials))
+        draws = uniforms[1 + (c - 1) * n_local_trials: 1 + c * n_local_trials]
+        rows = _draw_by(ex, blocks, closest, scale, draws)
         if rows is None:  # every point sits on a centroid already: any rows will do
-            rows = rng.choice(ex.n_rows, size=n_local_trials)
+            rows = np.minimum((draws * ex.n_rows).astype(np.int64), ex.n_rows - 1)
         candidates = gather_rows(ex, blocks, rows)
-        trials, potentials = ex.map_reduce(_trial_distances, add_partials, blocks, closest,
+        trials, potentials = ex.map_reduce(_trial_distances, add_partials, blocks, closest, norms,
                                            shared=(ex.put(candidates), scale), name="kmeans++")
         best = int(np.argmin(ex.gather(potentials)[0]))
         centers[c] = candidates[best]
@@ -370,16 +387,23 @@ def hierarchical_centers(ex, blocks, n_clusters, rng, spherical=False):
     # that a tight, far group is never left for later iterations to reach.
     occupied = (sizes > 0).astype(np.int64)
     counts = occupied + split_counts(sizes - occupied, n_clusters - int(occupied.sum()), weights=costs)
-    centers = np.empty((n_clusters, ex.n_features), dtype=ex.dtype)
     ends, filled = np.cumsum(sizes), np.cumsum(counts)
-    for g in range(n_groups):
-        if counts[g] == 0:
-            continue
-        members = sample[order[ends[g] - sizes[g]:ends[g]]]
+    members = [sample[order[ends[g] - sizes[g]:ends[g]]] for g in range(n_groups)]
+    # A seed per group: the groups are independent tasks, so their centroids do not
+    # depend on the order the threads take them in.
+    seeds = rng.integers(2**63, size=n_groups)
+
+    def cluster_group(g):
         if counts[g] == sizes[g]:
-            group_centers = members
-        else:
-            first = kmeans_plusplus(*_in_memory(members), int(counts[g]), rng)
-            group_centers = _lloyd_in_memory(members, first, spherical)[0]
-        centers[filled[g] - counts[g]:filled[g]] = group_centers
+            return members[g]
+        with numba_threads(1):
+            first = kmeans_plusplus(*_in_memory(members[g]), int(counts[g]), np.random.default_rng(seeds[g]))
+            return _lloyd_in_memory(members[g], first, spherical)[0]
+
+    centers = np.empty((n_clusters, ex.n_features), dtype=ex.dtype)
+    busy = [g for g in np.argsort(-counts * sizes, kind="stable") if counts[g] > 0]
+    n_threads = max(1, numba.get_num_threads())
+    with thread_limits(1), ThreadPoolExecutor(n_threads) as pool:
+        for g, group_centers in zip(busy, pool.map(cluster_group, busy)):
+            centers[filled[g] - counts[g]:filled[g]] = group_centers
     return centers

@@ -186,3 +186,16 @@ def test_a_start_with_fewer_weighted_rows_than_clusters_still_gives_k_centroids(
     w[[10, 30, 50, 70, 90]] = 1.0
     model = KMeans(10, init=init, n_init=1, max_iter=1, random_state=0).fit(X, sample_weight=w)
     assert model.cluster_centers_.shape == (10, 3)
+
+
+def test_kmeans_plusplus_past_the_distinct_rows_does_not_depend_on_the_blocking():
+    # Three distinct rows, seven centroids: after three, every row sits on a centroid
+    # and the candidates are drawn by weight alone; one block (the whole-loop kernel)
+    # and several (the executor loop) must still agree.
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 1.0], [-3.0, 4.0]], dtype=np.float32), 20, axis=0)
+    results = []
+    for block_rows in (60, 7):
+        ex, blocks, stats = _executor(X, block_rows)
+        results.append(kmeans_plusplus(ex, blocks, stats, 7, np.random.default_rng(4)))
+    np.testing.assert_array_equal(results[0], results[1])
+    assert {tuple(c) for c in results[0].tolist()} == {tuple(r) for r in X.tolist()}
