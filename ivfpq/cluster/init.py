@@ -363,8 +363,10 @@ def hierarchical_centers(ex, blocks, n_clusters, rng, spherical=False):
     ``LEVEL_ITERS`` Lloyd iterations). A Lloyd iteration of either level costs about
     ``SAMPLE_PER_CLUSTER * k**1.5 * d``, and k-means++ within a group about ``32 k_g``
     rows per centroid, against greedy k-means++'s two passes over all
-    ``n`` rows per centroid. The same centroids however the rows are blocked: the sample
-    is drawn by global row number and everything after it runs in this process.
+    ``n`` rows per centroid. The same centroids however the rows are blocked and
+    whatever the thread count: the sample is drawn by global row number, everything
+    after it runs in this process, and the groups, clustered side by side on Numba's
+    thread count (one thread each), each draw from a seed of their own.
     """
     itemsize = np.dtype(ex.dtype).itemsize
     cap = max(n_clusters, HIERARCHICAL_SAMPLE_BYTES // (ex.n_features * itemsize))

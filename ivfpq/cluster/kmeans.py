@@ -187,10 +187,17 @@ class _BaseKMeans(ClustererMixin, MetricMixin, ParamsMixin):
             return self.init
         return check_centers(self.init, n_clusters, n_features, dtype, "init array")
 
+    @staticmethod
+    def _resolved_init(init, n_clusters):
+        """The start that ``init`` names: "auto" is "k-means++" below ``HIERARCHICAL_FROM``
+        clusters and "hierarchical" from there on."""
+        if isinstance(init, str) and init == "auto":
+            return "hierarchical" if n_clusters >= HIERARCHICAL_FROM else "k-means++"
+        return init
+
     def _initial_centers(self, ex, blocks, stats, init, n_clusters, rng, X=None):
         if isinstance(init, str):
-            if init == "auto":
-                init = "hierarchical" if n_clusters >= HIERARCHICAL_FROM else "k-means++"
+            init = self._resolved_init(init, n_clusters)
             if init == "random":
                 return random_centers(ex, blocks, n_clusters, rng)
             if init == "k-means||":

@@ -33,6 +33,7 @@ from .._validation import (
 from ..kernels.lloyd import minibatch_update
 from .assign import ExactAssigner, GraphAssigner
 from .executor import local_executor, normalize_rows
+from .init import SAMPLE_PER_CLUSTER
 from .kmeans import ALGORITHMS, INITS, _BaseKMeans
 from .lloyd import predict
 
@@ -72,7 +73,8 @@ class MiniBatchKMeans(_BaseKMeans):
         inertia (None: never on this rule).
     init_size : int or None, default=None
         Rows drawn for the initialisation; None means ``3 * batch_size``, at least
-        ``3 * n_clusters``, at most ``n_samples``.
+        ``3 * n_clusters`` (for the hierarchical start, at least ``32 * n_clusters``, the
+        sample it clusters), at most ``n_samples``.
     n_init : int or "auto", default="auto"
         Initialisations tried, each judged by its inertia on one common draw of
         ``init_size`` rows; "auto" means 3 for "random" or a callable, else 1.
@@ -221,6 +223,10 @@ class MiniBatchKMeans(_BaseKMeans):
             init_size = 3 * self._batch_size
             if init_size < k:
                 init_size = 3 * k
+            if isinstance(self._init, str) and self._resolved_init(self._init, k) == "hierarchical":
+                # The hierarchical start clusters a sample of SAMPLE_PER_CLUSTER rows per
+                # cluster; on 3 rows per cluster its groups would be as coarse as its rows.
+                init_size = max(init_size, SAMPLE_PER_CLUSTER * k)
         elif init_size < k:
             warnings.warn(
                 f"init_size={init_size} should be larger than n_clusters={k}. Setting it to "
@@ -359,11 +365,16 @@ class MiniBatchKMeans(_BaseKMeans):
         rng = self._rng = check_random_state(self.random_state)  # partial_fit goes on with it
         batch = self._batch_size
         with thread_limits(resolve_n_threads(self.n_threads)):
-            valid = self._rows(X, rng.integers(0, n, self._init_size))
-            valid_w = np.ones(valid.shape[0])
+            valid_rows = rng.integers(0, n, self._init_size)
+            # One start has nothing to be compared with: its rows go unscored.
+            valid = self._rows(X, valid_rows) if self._n_init_runs > 1 else None
             best, best_inertia = None, np.inf
             for _ in range(self._n_init_runs):
                 centers = self._init_centers(X, weights, rng)
+                if valid is None:
+                    best = centers
+                    break
+                valid_w = np.ones(valid.shape[0])
                 labels, sq = np.empty(valid.shape[0], np.int64), np.empty(valid.shape[0])
                 scorer = ExactAssigner()
                 scorer.prepare(centers)
