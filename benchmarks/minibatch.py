@@ -2,8 +2,8 @@
 
 Both run in this process on the same float32 data from the same initial centroids
 (distinct rows drawn by a seeded generator), with ``max_no_improvement=None`` so that
-they run their full number of epochs. During each run the centroids are copied every
-``--every`` steps with a time stamp (scikit-learn's through a wrapper around its
+they run their full number of epochs. During each run the centroids are copied after
+the first step and every ``--every`` steps with a time stamp (scikit-learn's through a wrapper around its
 ``_mini_batch_step``; ours through a subclass); after the run, the exact inertia of
 each copy on the full data is computed (untimed). The target is the inertia
 scikit-learn reaches at the end of its run; a contender's "time to target" is the
@@ -14,6 +14,11 @@ sentence embeddings (61,174 x 384 float16, cast to float32).
 
     python benchmarks/minibatch.py                 # both datasets, k = 1,000 and 10,000
     python benchmarks/minibatch.py --quick         # 100,000 sift rows, k = 1,000 only
+    python benchmarks/minibatch.py --defaults --configs auto:1024   # each from its default start
+
+With ``--defaults`` each library starts as a user's ``fit`` does (scikit-learn: greedy
+k-means++ on ``init_size`` rows; ivfpq: ``init="auto"``), its start inside the timed run,
+and the target is scikit-learn's final inertia from its own start.
 """
 
 from __future__ import annotations
@@ -55,13 +60,13 @@ class _Recorder:
 
     def __call__(self, centers):
         self.steps += 1
-        if self.steps % self.every == 0:
+        if self.steps % self.every == 0 or self.steps == 1:
             now = time.perf_counter()
             self.copies.append((now - self.start - self.paused, centers.copy()))
             self.paused += time.perf_counter() - now
 
 
-def run_sklearn(X, init, epochs, batch_size, every):
+def run_sklearn(X, k, init, epochs, batch_size, every):
     from sklearn.cluster import MiniBatchKMeans as SklearnMiniBatchKMeans
     from sklearn.cluster import _kmeans
 
@@ -73,8 +78,9 @@ def run_sklearn(X, init, epochs, batch_size, every):
         recorder(kwargs["centers_new"])
         return inertia
 
-    model = SklearnMiniBatchKMeans(init.shape[0], init=init, n_init=1, max_iter=epochs, batch_size=batch_size,
-                                   max_no_improvement=None, compute_labels=False, random_state=0)
+    start = {} if init is None else {"init": init, "n_init": 1}
+    model = SklearnMiniBatchKMeans(k, max_iter=epochs, batch_size=batch_size, max_no_improvement=None,
+                                   compute_labels=False, random_state=0, **start)
     _kmeans._mini_batch_step = step
     try:
         recorder.start = time.perf_counter()
@@ -86,7 +92,7 @@ def run_sklearn(X, init, epochs, batch_size, every):
     return recorder.copies, total
 
 
-def run_ours(X, init, epochs, every, **params):
+def run_ours(X, k, init, epochs, every, **params):
     recorder = _Recorder(every)
 
     class Recorded(MiniBatchKMeans):
@@ -95,8 +101,9 @@ def run_ours(X, init, epochs, every, **params):
             recorder(self.cluster_centers_)
             return inertia
 
-    model = Recorded(init.shape[0], init=init, max_iter=epochs, max_no_improvement=None, compute_labels=False,
-                     random_state=0, **params)
+    start = {} if init is None else {"init": init}
+    model = Recorded(k, max_iter=epochs, max_no_improvement=None, compute_labels=False, random_state=0,
+                     **start, **params)
     recorder.start = time.perf_counter()
     model.fit(X)
     total = time.perf_counter() - recorder.start - recorder.paused
@@ -134,6 +141,10 @@ def main():
                    help="rows (a seeded sample) on which the copies' inertia is measured")
     p.add_argument("--slack", type=float, default=0.005,
                    help="target: scikit-learn's final inertia times (1 + slack)")
+    p.add_argument("--defaults", action="store_true",
+                   help="each library from its own default start (scikit-learn: greedy k-means++ on "
+                        "init_size rows; ivfpq: init='auto'), its time counted, instead of common "
+                        "initial centroids")
     p.add_argument("--configs", nargs="+", default=["lloyd:1024", "lloyd:4096", "mop:2048"],
                    help="our settings, algorithm:batch_size[:param=value,...], e.g. mop:4096:cold_nprobe=4")
     args = p.parse_args()
@@ -145,12 +156,13 @@ def main():
     for name in args.datasets:
         X = load(name, args.n)
         for k in args.k:
-            init = X[np.sort(np.random.default_rng(1).choice(X.shape[0], k, replace=False))]
+            init = None if args.defaults else X[np.sort(np.random.default_rng(1).choice(X.shape[0], k,
+                                                                                        replace=False))]
             steps = args.epochs * X.shape[0] // 1024
             every = args.every or max(1, steps // 20)
             m = min(args.eval_rows, X.shape[0])
             sample = X[np.sort(np.random.default_rng(2).choice(X.shape[0], m, replace=False))]
-            copies, total = run_sklearn(X, init, args.epochs, 1024, every)
+            copies, total = run_sklearn(X, k, init, args.epochs, 1024, every)
             sk = curve(X, copies, sample)
             finals = {"scikit-learn (batch 1024)": inertia(X, copies[-1][1])}
             target = sk[-1][1] * (1 + args.slack)
@@ -161,7 +173,7 @@ def main():
                 params = dict(item.split("=") for item in extra[0].split(",")) if extra else {}
                 params = {key: int(value) if value.isdigit() else value for key, value in params.items()}
                 our_every = max(1, every * 1024 // batch)
-                copies, total, used = run_ours(X, init, args.epochs, our_every, algorithm=algorithm,
+                copies, total, used = run_ours(X, k, init, args.epochs, our_every, algorithm=algorithm,
                                                batch_size=batch, **params)
                 label = f"ivfpq {algorithm} (batch {batch}{''.join(f', {k}={v}' for k, v in params.items())})"
                 results[label] = (curve(X, copies, sample), total, used)
