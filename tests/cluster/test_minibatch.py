@@ -160,6 +160,17 @@ def test_init_size_warning_and_explicit_init_warning():
         MiniBatchKMeans(10, init=X[:10], n_init=3).fit(X)
 
 
+@pytest.mark.parametrize("init, expected", [("auto", 32 * 1000), ("hierarchical", 32 * 1000),
+                                             ("k-means++", 3 * 1024), ("random", 3 * 1024)])
+def test_default_init_size_gives_the_hierarchical_start_its_sample(init, expected):
+    # 3 * batch_size rows by default; the hierarchical start ("auto" from 1,000 clusters
+    # on) clusters 32 rows per cluster, so its default sample is that large.
+    X = np.zeros((50_000, 2), np.float32)
+    model = MiniBatchKMeans(1000, init=init, batch_size=1024)
+    model._setup(X, 1)
+    assert model._init_size == expected
+
+
 @pytest.mark.parametrize(
     "params, exc, words",
     [
