@@ -3,9 +3,9 @@
 Both run in this process on the same float32 data from the same initial centroids
 (distinct rows drawn by a seeded generator), with ``max_no_improvement=None`` so that
 they run their full number of epochs. During each run the centroids are copied after
-the first step and every ``--every`` steps with a time stamp (scikit-learn's through a wrapper around its
-``_mini_batch_step``; ours through a subclass); after the run, the exact inertia of
-each copy on the full data is computed (untimed). The target is the inertia
+the first step and every ``--every`` steps with a time stamp (scikit-learn's through a
+wrapper around its ``_mini_batch_step``; ours through a subclass); after the run, the
+exact inertia of each copy on the full data is computed (untimed). The target is the inertia
 scikit-learn reaches at the end of its run; a contender's "time to target" is the
 first time stamp whose inertia is at or below it.
 
