@@ -189,9 +189,9 @@ class _BaseKMeans(ClustererMixin, MetricMixin, ParamsMixin):
 
     @staticmethod
     def _resolved_init(init, n_clusters):
-        """The start that ``init`` names: "auto" is "k-means++" below ``HIERARCHICAL_FROM``
-        clusters and "hierarchical" from there on."""
-        if isinstance(init, str) and init == "auto":
+        """The start that the string ``init`` names: "auto" is "k-means++" below
+        ``HIERARCHICAL_FROM`` clusters and "hierarchical" from there on."""
+        if init == "auto":
             return "hierarchical" if n_clusters >= HIERARCHICAL_FROM else "k-means++"
         return init
 

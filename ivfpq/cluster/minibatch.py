@@ -365,22 +365,24 @@ class MiniBatchKMeans(_BaseKMeans):
         rng = self._rng = check_random_state(self.random_state)  # partial_fit goes on with it
         batch = self._batch_size
         with thread_limits(resolve_n_threads(self.n_threads)):
+            # Drawn even for one start, which has nothing to be compared with and leaves
+            # them unscored: the random stream after them is the same either way.
             valid_rows = rng.integers(0, n, self._init_size)
-            # One start has nothing to be compared with: its rows go unscored.
-            valid = self._rows(X, valid_rows) if self._n_init_runs > 1 else None
-            best, best_inertia = None, np.inf
-            for _ in range(self._n_init_runs):
-                centers = self._init_centers(X, weights, rng)
-                if valid is None:
-                    best = centers
-                    break
+            if self._n_init_runs == 1:
+                best = self._init_centers(X, weights, rng)
+            else:
+                valid = self._rows(X, valid_rows)
                 valid_w = np.ones(valid.shape[0])
-                labels, sq = np.empty(valid.shape[0], np.int64), np.empty(valid.shape[0])
-                scorer = ExactAssigner()
-                scorer.prepare(centers)
-                scorer.assign(valid.astype(centers.dtype, copy=False), None, labels, sq)
-                if best is None or float(np.dot(sq, valid_w)) < best_inertia:
-                    best, best_inertia = centers, float(np.dot(sq, valid_w))
+                best, best_inertia = None, np.inf
+                for _ in range(self._n_init_runs):
+                    centers = self._init_centers(X, weights, rng)
+                    labels, sq = np.empty(valid.shape[0], np.int64), np.empty(valid.shape[0])
+                    scorer = ExactAssigner()
+                    scorer.prepare(centers)
+                    scorer.assign(valid.astype(centers.dtype, copy=False), None, labels, sq)
+                    inertia = float(np.dot(sq, valid_w))
+                    if best is None or inertia < best_inertia:
+                        best, best_inertia = centers, inertia
             self.cluster_centers_ = np.array(best, copy=True)
             tol_abs = self._absolute_tol(X) if self.tol > 0 else 0.0
             p = None if weights is None else weights / weights.sum()
