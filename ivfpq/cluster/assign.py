@@ -354,13 +354,26 @@ def two_level_assign(X, centers, state, labels_out, sq_dist_out, groups, block_r
                                                   stop, block_rows), X.shape[0], block_rows, n_threads)
 
 
+def nearest_in_shares(X, C, labels_out, sq_dist_out, lower_out=None):
+    """:func:`~ivfpq.kernels.distances.nearest_centroids` in row shares
+    (:func:`in_row_shares`), for the exact passes between a run's graph searches: a
+    multi-threaded BLAS would leave its pool spinning into the search that follows."""
+    block_rows = default_block_rows(C.shape[0], X.dtype.itemsize)
+
+    def share(start, stop):
+        nearest_centroids(X[start:stop], C, labels_out[start:stop], sq_dist_out[start:stop], block_rows,
+                          lower_out=None if lower_out is None else lower_out[start:stop])
+
+    in_row_shares(share, X.shape[0], block_rows)
+
+
 def exact_audit(sample_x, centers, sample_sq):
     """(fraction of the rows at their exact nearest centroid, excess cost over exact
     assignment) of an assignment of the rows of ``sample_x`` to ``centers``, from its
     exact squared distances ``sample_sq``: one exact pass over the sample."""
     m = sample_x.shape[0]
     exact = np.empty(m, dtype=np.float64)
-    nearest_centroids(np.ascontiguousarray(sample_x, dtype=centers.dtype), centers, np.empty(m, np.int64), exact)
+    nearest_in_shares(np.ascontiguousarray(sample_x, dtype=centers.dtype), centers, np.empty(m, np.int64), exact)
     total = float(np.sum(exact))
     excess = (float(np.sum(sample_sq)) - total) / total if total > 0 else 0.0
     return float(np.mean(sample_sq <= exact)), max(excess, 0.0)
@@ -748,7 +761,7 @@ class GraphAssigner(Assigner):
         k = data.shape[0]
         pivots = np.sort(np.random.default_rng(self.seed).choice(k, max(1, int(np.sqrt(k))), replace=False))
         nearest = np.empty(k, dtype=np.int64)
-        nearest_centroids(data, np.ascontiguousarray(data[pivots]), nearest, np.empty(k))
+        nearest_in_shares(data, np.ascontiguousarray(data[pivots]), nearest, np.empty(k))
         rank = np.empty(k, dtype=np.int64)
         rank[counting_order(nearest, pivots.size)[0]] = np.arange(k)
         return rank
@@ -784,7 +797,7 @@ class GraphAssigner(Assigner):
         sample = np.ascontiguousarray(sample_x[rows], dtype=self.centroids.dtype)
         m = sample.shape[0]
         labels, lower = np.empty(m, dtype=np.int64), np.empty(m, dtype=np.float64)
-        nearest_centroids(sample, np.ascontiguousarray(previous, dtype=sample.dtype), labels, np.empty(m),
+        nearest_in_shares(sample, np.ascontiguousarray(previous, dtype=sample.dtype), labels, np.empty(m),
                           lower_out=lower)
         exact_cost = bounded_pass_plan(previous, self.centroids, sample, labels, lower)[0]
         self._priced = (previous, fresh, sample, sample_state[rows].copy(), exact_cost)

@@ -57,3 +57,25 @@ def test_without_bounds_there_is_no_state_and_no_sample():
     assigner = ExactAssigner(bounds=False)
     assert assigner.new_state(5) is None
     assert assigner.audit_rows(100) is None
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_nearest_in_shares_is_the_one_block_pass(n_threads):
+    import numba
+
+    from ivfpq.cluster.assign import nearest_in_shares
+    from ivfpq.kernels.distances import nearest_centroids
+
+    X = gaussian_mixture(3000, 16, 20, seed=5)
+    C = np.ascontiguousarray(X[::37])
+    expected = np.empty(len(X), np.int64), np.empty(len(X)), np.empty(len(X))
+    nearest_centroids(X, C, *expected[:2], block_rows=len(X), lower_out=expected[2])
+    got = np.empty(len(X), np.int64), np.empty(len(X)), np.empty(len(X))
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        nearest_in_shares(X, C, *got[:2], lower_out=got[2])
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
