@@ -379,7 +379,10 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     ``stop_when_allclose``, when the centroids are ``allclose`` to the previous
     ones), or after ``max_iter`` iterations. An assigner that can widen its search is
     asked to before either of the first two stops, and whenever an iteration lowers
-    the inertia by less than ``WIDEN_BELOW`` of it. The returned inertia belongs to
+    the inertia by less than ``WIDEN_BELOW`` of it, unless a search widened for such a
+    stall gained less inertia per unit of search work (the assigner's ``work``) than
+    the narrow one before it: the loop then narrows it again and widens on stalls no
+    more (the audit still widens it). The returned inertia belongs to
     the returned centers and the labels in ``states``.
 
     Parameters
@@ -448,6 +451,11 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
     stats_now = None
     widen_left = loop["widen_left"]
     audit_widened = loop.get("audit_widened", 0)  # widenings the audit asked for, not yet undone
+    # Gain per unit of search work of the iteration before a stall widening (None: the
+    # last iteration did not widen on a stall); once a wider beam gained less per unit
+    # of work than the narrow one, stalls no longer widen.
+    stall_rate = loop.get("stall_rate")
+    stall_declined = loop.get("stall_declined", False)
     previous_inertia = np.inf if loop["previous_inertia"] is None else loop["previous_inertia"]
     handed_over_at = loop.get("handed_over_at")
 
@@ -515,6 +523,8 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         # measures the cold start); from the second on, a high excess means the search
         # leaves points where it should not.
         too_far = iteration > 0 and audit_now is not None and audit_now[1] > assigner.audit_tolerance
+        rate = (previous_inertia - inertia) / max(1, stats_now["work"])
+        widened_on_stall, stall_rate = stall_rate, None
         if too_far and widen_left:
             widen_left -= 1
             audit_widened += 1
@@ -529,8 +539,15 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
                 break
             widen_left -= 1
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
-        elif widen_left and previous_inertia - inertia < WIDEN_BELOW * inertia:
+        elif widened_on_stall is not None and rate < widened_on_stall:
+            # The wider beam bought less inertia per expansion than the narrow one: the
+            # stall was the data's, not the search's. Back to the narrow beam, for good.
+            widen_left += 1
+            stall_declined = True
+            model = ex.submit(_widen_model, model, ex.remote, "narrower", heavy=True)
+        elif widen_left and not stall_declined and previous_inertia - inertia < WIDEN_BELOW * inertia:
             widen_left -= 1  # an approximate search that has all but stalled looks further
+            stall_rate = rate
             model = ex.submit(_widen_model, model, ex.remote, heavy=True)
         elif audit_widened and audit_now is not None and audit_now[1] <= NARROW_BELOW * assigner.audit_tolerance:
             # The excess that called for a wider beam (centroids still moving far) is
@@ -548,6 +565,7 @@ def lloyd(ex, blocks, stats, centers, assigner, max_iter, tol=0.0, *, spherical=
         if checkpoint is not None and n_iter % checkpoint.every == 0:
             loop = {"iteration": iteration + 1, "n_iter": n_iter, "tol_abs": tol_abs,
                     "widen_left": widen_left, "audit_widened": audit_widened, "handed_over_at": handed_over_at,
+                    "stall_rate": stall_rate, "stall_declined": stall_declined,
                     "previous_inertia": previous_inertia, "history": history,
                     "changed_fraction": changed_fraction, "work": work, "audit": audits}
             checkpoint.save(*_snapshot(ex, states, totals, model, loop))

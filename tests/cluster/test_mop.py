@@ -5,7 +5,7 @@ from ivfpq import KMeans
 from ivfpq.cluster.assign import GraphAssigner
 from ivfpq.cluster.assign import Assigner, ExactAssigner
 from ivfpq.cluster.kmeans import choose_algorithm
-from ivfpq.cluster.lloyd import lloyd_on_array
+from ivfpq.cluster.lloyd import WIDEN_BELOW, lloyd_on_array
 from .._data import gaussian_mixture
 
 
@@ -599,3 +599,59 @@ def test_kmeans_reports_the_handover():
     np.testing.assert_array_equal([i for _, i in kept.history_[:at]], [i for _, i in mop.history_[:at]])
     with pytest.raises(TypeError, match="handover"):
         KMeans(3, handover="yes").fit(X)
+
+
+class _PricedBeamExact(ExactAssigner):
+    """Exact assignment behind a pretend beam: widen and narrow double and halve it, and
+    each pass reports ``beam`` units of work per row, as a beam search would. A wider
+    beam finds nothing an exact pass has not, so it only costs."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+
+    def reset(self, n_rows=None):
+        super().reset(n_rows)
+        self.beam, self.beams = 1, []
+
+    def widen_steps(self):
+        return self.steps
+
+    def widen(self):
+        if self.beam >= 2 ** self.steps:
+            return False
+        self.beam *= 2
+        return True
+
+    def narrow(self):
+        if self.beam == 1:
+            return False
+        self.beam //= 2
+        return True
+
+    def assign(self, X, state, labels_out, sq_dist_out):
+        super().assign(X, state, labels_out, sq_dist_out)
+        self.beams.append(self.beam)
+        return self.beam * X.shape[0]
+
+
+def test_a_stall_widening_that_buys_less_per_unit_of_work_is_undone_for_good():
+    X = _blobs(3000, 8, 30, seed=1, std=4.0)  # overlapping clusters: a slow tail
+    C0 = X[:200].copy()
+    plain = lloyd_on_array(X, C0, ExactAssigner(), 60, tol=0.0)
+    assigner = _PricedBeamExact(3)
+    result = lloyd_on_array(X, C0, assigner, 60, tol=0.0)
+    beams = assigner.beams
+    gains = -np.diff([inertia for _, inertia in result.history])
+    # The first stall (gain under WIDEN_BELOW) widens; the wider pass gains less per
+    # unit of work, so the next pass is narrow again, and later stalls do not widen.
+    stall = next(i for i, g in enumerate(gains, start=1) if g < WIDEN_BELOW * result.history[i][1])
+    assert beams[:stall + 1] == [1] * (stall + 1)
+    assert beams[stall + 1] == 2 and beams[stall + 2] == 1
+    later_gains = gains[stall + 1:]
+    assert any(g < WIDEN_BELOW * result.history[-1][1] for g in later_gains)  # stalls that did not widen
+    assert set(beams[stall + 2:len(result.history)]) == {1}
+    # The looks before the run stops (no label changed) still widen, to the widest.
+    assert beams[len(result.history):] == [2, 4, 8]
+    # The beam changes the work, never the fit.
+    np.testing.assert_array_equal(result.labels, plain.labels)
