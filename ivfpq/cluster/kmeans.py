@@ -380,8 +380,11 @@ class KMeans(_BaseKMeans, Persistable):
     max_ef_search : int or None, default=None
         "mop" only: where the run would stop (no label changed, or the centroids
         stopped moving), the beam is doubled, up to this width, and the run goes on
-        while a wider search still moves points. None means ``4 * ef_search``; set
-        it to ``ef_search`` to stop at the first standstill.
+        while a wider search still moves points. So it is where an iteration gains
+        less than 1e-4 of the inertia, unless the wider pass gains less per node
+        expansion than the narrow one before it (then the beam narrows again and such
+        gains no longer widen it). None means ``4 * ef_search``; set it to
+        ``ef_search`` to stop at the first standstill.
     audit_size : int, default=1024
         "mop" only: rows of a fixed sample (chosen by global row number) assigned
         exactly after every iteration, one BLAS pass, to measure the search: the
